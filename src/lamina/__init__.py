@@ -1,0 +1,3 @@
+"""Lamina: a self-hosted function platform that speaks the AWS Lambda API."""
+
+__version__ = "0.1.0"

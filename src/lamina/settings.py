@@ -1,0 +1,70 @@
+"""Settings, loaded once at start and passed down explicitly (never read from globals)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    """AWS Lambda's quotas, as Lamina enforces them."""
+
+    zip_max_bytes: int = 50 * 1024 * 1024
+    unzipped_max_bytes: int = 250 * 1024 * 1024
+    zip_max_entries: int = 20_000
+    zip_max_name_bytes: int = 1024
+    zip_max_depth: int = 64
+    # A request body of CreateFunction carries the zip base64-encoded inside JSON.
+    control_body_max_bytes: int = 70 * 1024 * 1024
+    env_vars_max_bytes: int = 4 * 1024
+    sync_payload_max_bytes: int = 6_291_456
+    async_payload_max_bytes: int = 1_048_576
+    account_concurrency: int = 1000
+    unreserved_concurrency_min: int = 100
+    code_storage_bytes: int = 75 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9000
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    limits: Limits = field(default_factory=Limits)
+    # Presigned URLs that GetFunction returns for Code.Location stay valid this long.
+    presign_seconds: int = 600
+    clock_skew_seconds: int = 300
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "lamina.db"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.data_dir / "credentials"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def from_env(data_dir: Path, **overrides: object) -> Settings:
+    """Settings from command-line values, with LAMINA_ACCOUNT_ID / LAMINA_REGION from the environment."""
+    values: dict[str, object] = {
+        "account_id": os.environ.get("LAMINA_ACCOUNT_ID", "000000000000"),
+        "region": os.environ.get("LAMINA_REGION", "us-east-1"),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(data_dir=data_dir, **values)  # type: ignore[arg-type]
