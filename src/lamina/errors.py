@@ -21,6 +21,7 @@
     │   ├── UnsupportedMediaType     415
     │   ├── TooManyRequests          429
     │   ├── UnknownOperation         404 (no route for the method and path)
+    │   ├── NotImplementedOperation  501 (in AWS's model, not in Lamina yet)
     │   └── ServiceError             500
     └── InternalError                never shown to clients verbatim
         ├── StoreError               the metadata store failed
@@ -53,6 +54,8 @@ class ApiError(LaminaError):
     code: str = "ServiceException"
     status: int = 500
     error_type: str = "User"
+    # Lambda's own errors say "Message"; the front end's (validation, auth, throttling) "message".
+    message_key: str = "Message"
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -61,11 +64,12 @@ class ApiError(LaminaError):
 
     def body(self) -> dict[str, Any]:
         """The JSON error body as AWS Lambda writes it."""
-        return {"Type": self.error_type, "message": self.message, **self.fields}
+        return {"Type": self.error_type, self.message_key: self.message, **self.fields}
 
 
 class AuthError(ApiError):
     status = 403
+    message_key = "message"
 
 
 class MissingAuthenticationToken(AuthError):
@@ -105,6 +109,7 @@ class InvalidParameterValue(ApiError):
 class ValidationError(ApiError):
     code = "ValidationException"
     status = 400
+    message_key = "message"
 
 
 class ResourceConflict(ApiError):
@@ -145,11 +150,21 @@ class UnsupportedMediaType(ApiError):
 class TooManyRequests(ApiError):
     code = "TooManyRequestsException"
     status = 429
+    message_key = "message"
 
 
 class UnknownOperation(ApiError):
     code = "UnknownOperationException"
     status = 404
+    message_key = "message"
+
+
+class NotImplementedOperation(ApiError):
+    """An operation of the AWS model that Lamina does not implement (yet)."""
+
+    code = "NotImplementedException"
+    status = 501
+    message_key = "message"
 
 
 class ServiceError(ApiError):

@@ -1,0 +1,4 @@
+from lamina.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,219 @@
+"""The ASGI application: one port for every AWS service Lamina speaks.
+
+A request goes: health/code-download routes (no SigV4) → the Authorization header must be
+present → the credential scope's service picks the protocol → the route picks the operation
+→ the body is read up to the operation's limit (413 before buffering more) → SigV4 is
+verified over the exact bytes → the input is parsed and checked against the model → the
+handler runs → the output is serialized by the model. Every error becomes AWS's error shape
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
+
+from lamina.api import sigv4
+from lamina.api.wire import Operation, ServiceModel, header_map, parse_query
+from lamina.errors import (
+    ApiError,
+    LaminaError,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    NotImplementedOperation,
+    RequestTooLarge,
+    ServiceError,
+)
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    identity: sigv4.Identity
+    endpoint: str  # scheme://host[:port] the client used, for URLs we hand back
+    headers: Mapping[str, str]
+
+
+Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class BodyTooLarge(RequestTooLarge):
+    """413 for control-plane bodies, with AWS's wording."""
+
+    code = "RequestEntityTooLargeException"
+
+
+@dataclass
+class LambdaService:
+    model: ServiceModel
+    handlers: dict[str, Handler]
+    body_limits: dict[str, int]
+    default_body_limit: int = 6 * 1024 * 1024
+
+
+class App:
+    def __init__(
+        self,
+        verifier: sigv4.Verifier,
+        lambda_service: LambdaService,
+        code_download: Callable[[sigv4.HttpRequest], Awaitable[bytes]],
+        ready: Callable[[], bool],
+        region: str,
+    ) -> None:
+        self.region = region
+        self.verifier = verifier
+        self.lambda_service = lambda_service
+        self.code_download = code_download
+        self.ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = str(uuid.uuid4())
+        try:
+            await self._handle(scope, receive, send, request_id)
+        except ApiError as exc:
+            await _send_error(send, exc, request_id)
+        except LaminaError:
+            log.exception("request %s failed", request_id)
+            await _send_error(send, ServiceError("An internal error occurred."), request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/_lamina/"):
+            await self._internal(scope, receive, send, request_id)
+            return
+        headers = header_map(scope["headers"])
+        raw_query: bytes = scope.get("query_string", b"")
+        query = parse_query(raw_query)
+        if "authorization" not in headers and "X-Amz-Signature" not in query:
+            raise MissingAuthenticationToken("Missing Authentication Token")
+        service = self.lambda_service
+        op, path_params = service.model.route(method, path, query)
+        limit = service.body_limits.get(op.name, service.default_body_limit)
+        body = await _read_body(receive, headers, limit, op)
+        request = sigv4.HttpRequest(
+            method=method,
+            raw_path=(scope.get("raw_path") or path.encode()).decode("latin-1"),
+            query_string=raw_query.decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            body=body,
+        )
+        identity = self.verifier.verify(request)
+        if identity.region != self.region:
+            raise InvalidSignature("Credential should be scoped to a valid region. ")
+        if identity.service != "lambda":
+            raise InvalidSignature("Credential should be scoped to correct service: 'lambda'. ")
+        handler = service.handlers.get(op.name)
+        if handler is None:
+            raise NotImplementedOperation(f"Lamina does not implement {op.name} yet.")
+        params = service.model.parse_input(op, path_params, query, headers, body)
+        service.model.validate(op, params)
+        ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
+        result = await handler(ctx, params)
+        status, out_headers, out_body, content_type = service.model.serialize_output(op, result)
+        await _send(send, status, out_body, content_type, request_id, out_headers)
+
+    async def _internal(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        path: str = scope["path"]
+        if path == "/_lamina/health" and scope["method"] in ("GET", "HEAD"):
+            ok = self.ready()
+            body = json.dumps({"status": "ok" if ok else "starting"}).encode()
+            await _send(send, 200 if ok else 503, body, "application/json", request_id)
+            return
+        if path.startswith("/_lamina/code/") and scope["method"] == "GET":
+            request = sigv4.HttpRequest(
+                method="GET",
+                raw_path=(scope.get("raw_path") or path.encode()).decode("latin-1"),
+                query_string=scope.get("query_string", b"").decode("latin-1"),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                body=b"",
+            )
+            data = await self.code_download(request)
+            await _send(send, 200, data, "application/zip", request_id)
+            return
+        await _send(send, 404, b'{"message":"Not Found"}', "application/json", request_id)
+
+
+async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int, op: Operation) -> bytes:
+    def too_large() -> ApiError:
+        if op.name == "Invoke":
+            return RequestTooLarge(
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            )
+        return BodyTooLarge(f"Request must be smaller than {limit} bytes for the {op.name} operation")
+
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) >= limit:
+        raise too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size >= limit:
+            raise too_large()
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _endpoint(scope: Scope, headers: Mapping[str, str]) -> str:
+    scheme = scope.get("scheme", "http")
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme}://{host}"
+
+
+async def _send(
+    send: Send, status: int, body: bytes, content_type: str, request_id: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-requestid", request_id.encode()),
+    ]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
+    body = json.dumps(exc.body()).encode()
+    extra = [(b"x-amzn-errortype", exc.code.encode())]
+    retry_after = exc.fields.get("retryAfterSeconds") if exc.fields else None
+    if retry_after is not None:
+        extra.append((b"retry-after", str(retry_after).encode()))
+    await _send(send, exc.status, body, "application/json", request_id, extra)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

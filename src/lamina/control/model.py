@@ -1,0 +1,113 @@
+"""The control plane's data model: functions, their versions and aliases.
+
+Frozen dataclasses with no behaviour beyond (de)serialisation to plain documents, so the
+metadata store can persist them without knowing the wire format, and the API converts them
+to AWS's shapes at its edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+LATEST = "$LATEST"
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function: the things that belong to the function, not to a version."""
+
+    name: str
+    arn: str
+    created: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
+    # Highest version number ever published; numbers are never reused, even after deletes.
+    last_version: int = 0
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """The configuration and code of $LATEST or of a published version."""
+
+    name: str
+    version: str
+    arn: str  # unqualified function ARN
+    runtime: str
+    role: str
+    handler: str
+    code_sha256: str
+    code_size: int
+    code_key: str  # artifact store key of the encrypted zip
+    revision_id: str
+    last_modified: str
+    description: str = ""
+    timeout: int = 3
+    memory_size: int = 128
+    ephemeral_storage: int = 512
+    architectures: tuple[str, ...] = ("x86_64",)
+    environment: Mapping[str, str] = field(default_factory=dict)  # encrypted at rest by the store
+    layers: tuple[str, ...] = ()
+    tracing_mode: str = "PassThrough"
+    package_type: str = "Zip"
+    dead_letter_target: str | None = None
+    kms_key_arn: str | None = None
+    log_format: str = "Text"
+    log_group: str | None = None
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+    state: str = "Pending"
+    state_reason: str | None = None
+    state_reason_code: str | None = None
+    last_update_status: str | None = None
+    last_update_status_reason: str | None = None
+    last_update_status_reason_code: str | None = None
+
+    @property
+    def qualified_arn(self) -> str:
+        return f"{self.arn}:{self.version}"
+
+    def replace(self, **changes: Any) -> FunctionVersion:
+        return dataclasses.replace(self, **changes)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        doc.pop("environment")
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], environment: Mapping[str, str]) -> FunctionVersion:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        values["architectures"] = tuple(values.get("architectures", ("x86_64",)))
+        values["layers"] = tuple(values.get("layers", ()))
+        return cls(environment=dict(environment), **values)
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    function: str
+    arn: str  # the alias ARN (function ARN + ":" + name)
+    function_version: str
+    revision_id: str
+    description: str = ""
+    routing: Mapping[str, float] = field(default_factory=dict)  # additional version -> weight
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Alias:
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    access_key_id: str
+    secret_access_key: str  # encrypted at rest by the store
+    principal_arn: str
+    created: str
+    session_token: str | None = None
+    expires: str | None = None

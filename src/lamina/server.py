@@ -1,0 +1,217 @@
+"""Assembles the platform from settings and runs it: one process, one event loop, one port.
+
+First start creates the data dir (0700), the master key, the administrator's access key and
+``DIR/credentials`` (AWS shared-credentials INI, 0600); later starts reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import io
+import logging
+import os
+import secrets
+import string
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import uvicorn
+
+from lamina.api import sigv4
+from lamina.api.app import App, LambdaService
+from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
+from lamina.api.lambda_functions import FunctionHandlers
+from lamina.api.wire import ServiceModel
+from lamina.control.aliases import Aliases
+from lamina.control.functions import Functions, aws_timestamp
+from lamina.control.model import AccessKey
+from lamina.errors import AccessDenied, ResourceNotFound
+from lamina.settings import Settings
+from lamina.store.artifacts import LocalArtifactStore
+from lamina.store.keys import KeyRing
+from lamina.store.metadata import MetadataStore
+from lamina.store.sqlite import SqliteMetadataStore
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_SETTING = "admin_access_key_id"
+PRESIGN_KEY_SETTING = "presign_access_key_id"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_access_key(prefix: str = "AKIA") -> tuple[str, str]:
+    alphabet = string.ascii_uppercase + "234567"
+    key_id = prefix + "".join(secrets.choice(alphabet) for _ in range(16))
+    secret = secrets.token_urlsafe(30)[:40]
+    return key_id, secret
+
+
+def available_runtimes() -> tuple[str, ...]:
+    """python3.X for the interpreter Lamina runs on, and the custom runtimes."""
+    return (f"python3.{sys.version_info.minor}", "provided.al2023", "provided.al2")
+
+
+def _ensure_key(store: MetadataStore, setting: str, principal: str) -> AccessKey:
+    with store.transaction() as tx:
+        key_id = tx.get_setting(setting)
+        key = tx.get_access_key(key_id) if key_id else None
+        if key is None:
+            key_id, secret = new_access_key()
+            key = AccessKey(key_id, secret, principal, aws_timestamp(_now()))
+            tx.put_access_key(key)
+            tx.put_setting(setting, key_id)
+        return key
+
+
+def write_credentials(path: Path, key: AccessKey) -> None:
+    """DIR/credentials in AWS shared-credentials format, mode 0600, written atomically."""
+    parser = configparser.ConfigParser()
+    parser["default"] = {
+        "aws_access_key_id": key.access_key_id,
+        "aws_secret_access_key": key.secret_access_key,
+    }
+    buffer = io.StringIO()
+    parser.write(buffer)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    keys: KeyRing
+    store: MetadataStore
+    functions: Functions
+    app: App
+    admin_key: AccessKey
+    ready: bool = False
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build(settings: Settings) -> Platform:
+    os.umask(0o077)  # everything Lamina writes under the data dir is private to it
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    keys = KeyRing.load_or_create(settings.keys_dir)
+    store = SqliteMetadataStore(settings.db_path, keys)
+    artifacts = LocalArtifactStore(settings.artifacts_dir, keys)
+    account_root = f"arn:aws:iam::{settings.account_id}:root"
+    admin = _ensure_key(store, ADMIN_KEY_SETTING, account_root)
+    presign_key = _ensure_key(store, PRESIGN_KEY_SETTING, f"arn:aws:iam::{settings.account_id}:role/lamina-code-download")
+    if not settings.credentials_path.exists():
+        write_credentials(settings.credentials_path, admin)
+
+    functions = Functions(settings, store, artifacts, available_runtimes())
+    aliases = Aliases(functions)
+
+    def lookup(access_key_id: str) -> sigv4.SecretKey | None:
+        if access_key_id == presign_key.access_key_id:
+            return None  # the download key signs code URLs only
+        with store.transaction() as tx:
+            key = tx.get_access_key(access_key_id)
+        if key is None:
+            return None
+        return sigv4.SecretKey(key.access_key_id, key.secret_access_key, key.session_token, key.principal_arn)
+
+    download_secret = sigv4.SecretKey(
+        presign_key.access_key_id, presign_key.secret_access_key, None, presign_key.principal_arn
+    )
+    verifier = sigv4.Verifier(lookup, _now, skew=_skew(settings))
+    download_verifier = sigv4.Verifier(
+        lambda k: download_secret if k == download_secret.access_key_id else None, _now, skew=_skew(settings)
+    )
+
+    def presign(endpoint: str, name: str, version: str) -> str:
+        path = code_path_for(name, version)
+        return sigv4.presign_url(
+            method="GET", endpoint=endpoint, path=path, query={}, key=download_secret,
+            region=settings.region, service="lambda", expires=settings.presign_seconds, now=_now(),
+        )
+
+    async def code_download(request: sigv4.HttpRequest) -> bytes:
+        download_verifier.verify(request)
+        parts = request.raw_path.split("/")
+        if len(parts) != 5:
+            raise AccessDenied("Access Denied")
+        name, version = unquote(parts[3]), unquote(parts[4])
+        resolved = functions.resolve(name, version)
+        return await asyncio.to_thread(functions.read_code, resolved.version)
+
+    model = ServiceModel("lambda", "2015-03-31")
+    handlers = {
+        **FunctionHandlers(functions, presign).handlers(),
+        **AliasHandlers(aliases).handlers(),
+        **AccountHandlers(functions, settings).handlers(),
+    }
+    limits = settings.limits
+    lambda_service = LambdaService(
+        model=model,
+        handlers=handlers,
+        body_limits={
+            "CreateFunction": limits.control_body_max_bytes,
+            "UpdateFunctionCode": limits.control_body_max_bytes,
+            "PublishLayerVersion": limits.control_body_max_bytes,
+            "Invoke": limits.sync_payload_max_bytes,
+        },
+    )
+    platform_ref: list[Platform] = []
+    app = App(verifier, lambda_service, code_download, ready=lambda: bool(platform_ref and platform_ref[0].ready),
+              region=settings.region)
+    platform = Platform(settings, keys, store, functions, app, admin)
+    platform_ref.append(platform)
+    return platform
+
+
+def code_path_for(name: str, version: str) -> str:
+    return f"/_lamina/code/{quote(name, safe='')}/{quote(version, safe='')}"
+
+
+def _skew(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.clock_skew_seconds)
+
+
+async def serve(settings: Settings) -> None:
+    platform = build(settings)
+    config = uvicorn.Config(
+        platform.app,
+        host=settings.host,
+        port=settings.port,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+    platform.ready = True
+    try:
+        await server.serve()
+    finally:
+        await platform.functions.settle()
+        platform.close()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except ImportError:  # uvloop is optional on platforms without it
+        asyncio.run(serve(settings))

@@ -1,0 +1,90 @@
+"""Decrypted code on the scratch tmpfs, extracted once per version and shared read-only.
+
+Every environment of a version binds the same extracted tree at /var/task (read-only), so a
+cold start after the first one costs no decryption or extraction. A tree is removed when the
+version it belongs to is retired and no environment uses it any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from lamina.control.archives import ArchiveLimits, extract_zip
+
+
+class CodeCache:
+    def __init__(self, root: Path, read_zip: Callable[[str], bytes], limits: ArchiveLimits) -> None:
+        """``read_zip(code_key)`` returns the decrypted zip of an artifact."""
+        self.root = root
+        self.read_zip = read_zip
+        self.limits = limits
+        self._trees: dict[str, Path] = {}
+        self._users: dict[str, int] = {}
+        self._building: dict[str, asyncio.Future[Path]] = {}
+
+    @staticmethod
+    def _dirname(code_key: str) -> str:
+        return hashlib.sha256(code_key.encode()).hexdigest()[:32]
+
+    async def acquire(self, code_key: str) -> Path:
+        """The extracted tree for ``code_key`` (extracting it if needed); pair with release()."""
+        self._users[code_key] = self._users.get(code_key, 0) + 1
+        try:
+            tree = self._trees.get(code_key)
+            if tree is not None:
+                return tree
+            pending = self._building.get(code_key)
+            if pending is not None:
+                return await asyncio.shield(pending)
+            future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+            self._building[code_key] = future
+            try:
+                tree = await asyncio.to_thread(self._extract, code_key)
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: other waiters get it from shield()
+                raise
+            finally:
+                del self._building[code_key]
+            self._trees[code_key] = tree
+            future.set_result(tree)
+            return tree
+        except BaseException:
+            self.release(code_key)
+            raise
+
+    def _extract(self, code_key: str) -> Path:
+        dest = self.root / self._dirname(code_key)
+        shutil.rmtree(dest, ignore_errors=True)
+        staging = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o755)
+        try:
+            extract_zip(self.read_zip(code_key), staging, self.limits)
+            os.chmod(staging, 0o755)
+            os.rename(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return dest
+
+    def release(self, code_key: str) -> None:
+        left = self._users.get(code_key, 0) - 1
+        if left > 0:
+            self._users[code_key] = left
+            return
+        self._users.pop(code_key, None)
+        tree = self._trees.pop(code_key, None)
+        if tree is not None:
+            shutil.rmtree(tree, ignore_errors=True)
+
+    def clear(self) -> None:
+        for tree in self._trees.values():
+            shutil.rmtree(tree, ignore_errors=True)
+        self._trees.clear()
+        self._users.clear()
