@@ -35,6 +35,17 @@ from lamina.store.artifacts import LocalArtifactStore
 from lamina.store.keys import KeyRing
 from lamina.store.metadata import MetadataStore
 from lamina.store.sqlite import SqliteMetadataStore
+from lamina.api.lambda_invoke import InvokeHandlers
+from lamina.control.archives import ArchiveLimits
+from lamina.invoke.concurrency import Concurrency
+from lamina.invoke.service import InvokeService
+from lamina.sandbox.bwrap import BwrapDriver
+from lamina.telemetry.logs import LogStore
+from lamina.worker.code import CodeCache
+from lamina.worker.pool import Pool
+from lamina.worker.runtimes import Runtimes
+from lamina.worker.scratch import Scratch
+from lamina.worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +62,6 @@ def new_access_key(prefix: str = "AKIA") -> tuple[str, str]:
     key_id = prefix + "".join(secrets.choice(alphabet) for _ in range(16))
     secret = secrets.token_urlsafe(30)[:40]
     return key_id, secret
-
-
-def available_runtimes() -> tuple[str, ...]:
-    """python3.X for the interpreter Lamina runs on, and the custom runtimes."""
-    return (f"python3.{sys.version_info.minor}", "provided.al2023", "provided.al2")
 
 
 def _ensure_key(store: MetadataStore, setting: str, principal: str) -> AccessKey:
@@ -96,9 +102,18 @@ class Platform:
     functions: Functions
     app: App
     admin_key: AccessKey
+    worker: Worker
+    logs: LogStore
+    scratch: Scratch
+    driver: BwrapDriver
     ready: bool = False
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self.functions.settle()
+        await self.worker.close()
+        self.driver.close()
+        self.logs.close()
+        self.scratch.close()
         self.store.close()
 
 
@@ -115,8 +130,37 @@ def build(settings: Settings) -> Platform:
     if not settings.credentials_path.exists():
         write_credentials(settings.credentials_path, admin)
 
-    functions = Functions(settings, store, artifacts, available_runtimes())
+    runtimes = Runtimes()
+    functions = Functions(settings, store, artifacts, runtimes.names)
     aliases = Aliases(functions)
+
+    scratch = Scratch(settings.data_dir)
+    driver = BwrapDriver(
+        state_dir=scratch.root / "sandbox", cgroup_name=f"lamina-{scratch.root.name}"
+    )
+    reclaimed = driver.reclaim()
+    if reclaimed:
+        log.info("reclaimed %d leftovers of a previous run", reclaimed)
+    logs = LogStore(settings.data_dir / "logs.db")
+    code = CodeCache(
+        scratch.code,
+        lambda key: functions.read_code_key(key),
+        ArchiveLimits.from_settings(settings.limits),
+    )
+    pool = Pool(idle_timeout=settings.env_idle_seconds, max_lifetime=settings.env_max_lifetime_seconds)
+    worker = Worker(
+        region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool
+    )
+    concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
+    for name, value in functions.reservations().items():
+        concurrency.set_reserved(name, value)
+
+    def on_change(name: str) -> None:
+        worker.retire(name)
+        concurrency.set_reserved(name, functions.reservations().get(name))
+
+    functions.on_change.append(on_change)
+    invoke_service = InvokeService(functions, worker, concurrency)
 
     def lookup(access_key_id: str) -> sigv4.SecretKey | None:
         if access_key_id == presign_key.access_key_id:
@@ -156,6 +200,7 @@ def build(settings: Settings) -> Platform:
         **FunctionHandlers(functions, presign).handlers(),
         **AliasHandlers(aliases).handlers(),
         **AccountHandlers(functions, settings).handlers(),
+        **InvokeHandlers(invoke_service, functions, concurrency).handlers(),
     }
     limits = settings.limits
     lambda_service = LambdaService(
@@ -171,7 +216,7 @@ def build(settings: Settings) -> Platform:
     platform_ref: list[Platform] = []
     app = App(verifier, lambda_service, code_download, ready=lambda: bool(platform_ref and platform_ref[0].ready),
               region=settings.region)
-    platform = Platform(settings, keys, store, functions, app, admin)
+    platform = Platform(settings, keys, store, functions, app, admin, worker, logs, scratch, driver)
     platform_ref.append(platform)
     return platform
 
@@ -200,12 +245,18 @@ async def serve(settings: Settings) -> None:
         timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
+    background = [
+        asyncio.create_task(platform.logs.run_flusher()),
+        asyncio.create_task(platform.worker.pool.run_reaper(interval=5.0)),
+    ]
     platform.ready = True
     try:
         await server.serve()
     finally:
-        await platform.functions.settle()
-        platform.close()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await platform.close()
 
 
 def run(settings: Settings) -> None:

@@ -36,6 +36,10 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Presigned URLs that GetFunction returns for Code.Location stay valid this long.
     presign_seconds: int = 600
+    # Environments idle this long are shut down; none lives longer than the lease (the seed's
+    # workers hold an 8-hour lease).
+    env_idle_seconds: float = 300.0
+    env_max_lifetime_seconds: float = 8 * 3600.0
     clock_skew_seconds: int = 300
 
     @property

@@ -21,7 +21,7 @@ from typing import Callable
 from lamina.control import arns, validation
 from lamina.control.archives import ArchiveLimits, inspect_zip
 from lamina.control.changes import ConfigChange
-from lamina.control.model import LATEST, Function, FunctionVersion
+from lamina.control.model import LATEST, Alias, Function, FunctionVersion
 from lamina.errors import (
     ArchiveError,
     InternalError,
@@ -134,9 +134,13 @@ class Functions:
 
     def read_code(self, version: FunctionVersion) -> bytes:
         """The plaintext zip of a version (decrypted and authenticated)."""
-        digest = version.code_key.rsplit("/", 1)[-1]
-        owner = version.code_key.split("/")[-2]
-        return self.artifacts.get(version.code_key, self.code_aad(version.arn, owner, digest))
+        return self.read_code_key(version.code_key)
+
+    def read_code_key(self, code_key: str) -> bytes:
+        """The plaintext zip stored under ``code/<function arn>/<version>/<sha256 hex>``."""
+        _, rest = code_key.split("/", 1)
+        arn, version, digest = rest.rsplit("/", 2)
+        return self.artifacts.get(code_key, self.code_aad(arn, version, digest))
 
     def check_zip(self, data: bytes) -> None:
         try:
@@ -227,6 +231,13 @@ class Functions:
             if target is None:
                 raise ResourceNotFound(f"Function not found: {self.arn(ref.name, alias.function_version)}")
             return Resolved(function, target, alias=alias.name)
+
+    def alias(self, function: str, name: str) -> Alias:
+        with self.store.transaction() as tx:
+            alias = tx.get_alias(function, name)
+        if alias is None:
+            raise ResourceNotFound(f"Cannot find alias arn: {self.arn(function, name)}")
+        return alias
 
     def list(
         self, marker: str | None, max_items: int | None, all_versions: bool
@@ -514,6 +525,21 @@ class Functions:
         name = self._tagged(resource)
         with self.store.transaction() as tx:
             return dict(self._require(tx, name).tags)
+
+    def set_reserved_concurrency(self, name: str, value: int | None) -> None:
+        with self.store.transaction() as tx:
+            function = self._require(tx, name)
+            tx.put_function(_with(function, reserved_concurrency=value))
+
+    def reservations(self) -> dict[str, int]:
+        """Reserved concurrency of every function that has one (loaded at start)."""
+        out: dict[str, int] = {}
+        after = None
+        with self.store.transaction() as tx:
+            while page := tx.list_functions(after, 500):
+                out.update({f.name: f.reserved_concurrency for f in page if f.reserved_concurrency is not None})
+                after = page[-1].name
+        return out
 
     def usage(self) -> tuple[int, int]:
         """(total code size in bytes, function count) for GetAccountSettings."""

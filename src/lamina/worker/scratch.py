@@ -14,7 +14,6 @@ import errno
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from lamina.errors import SandboxError
@@ -23,6 +22,8 @@ log = logging.getLogger(__name__)
 
 TMPFS_MAGIC = 0x01021994
 MNT_DETACH = 2
+MS_NOSUID = 2
+MS_NODEV = 4
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -39,8 +40,8 @@ def is_tmpfs(path: Path) -> bool:
 
 
 def _mount_tmpfs(target: Path, size_mb: int) -> bool:
-    options = f"size={size_mb}m,mode=0700,nosuid,nodev".encode()
-    rc = _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", 0, options)
+    options = f"size={size_mb}m,mode=0700".encode()
+    rc = _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", MS_NOSUID | MS_NODEV, options)
     if rc != 0:
         log.info("cannot mount a tmpfs at %s (errno %d); using /dev/shm", target, ctypes.get_errno())
         return False
@@ -52,6 +53,45 @@ def _umount(target: Path) -> None:
         log.warning("umount %s failed: errno %d", target, ctypes.get_errno())
 
 
+def _mounts_below(path: Path) -> list[Path]:
+    """Mount points strictly below ``path``, deepest first (from /proc/self/mountinfo)."""
+    prefix = str(path).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(prefix):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Unmounts everything below ``path``, then deletes it without ever crossing into another
+    filesystem: a bind mount of host data under scratch must never be deleted through."""
+    if not path.exists():
+        return
+    for point in _mounts_below(path):
+        _umount(point)
+    root_dev = path.lstat().st_dev
+
+    def remove(p: Path) -> None:
+        st = p.lstat()
+        if st.st_dev != root_dev:
+            log.error("not deleting %s: another filesystem is mounted there", p)
+            return
+        if p.is_dir() and not p.is_symlink():
+            for child in p.iterdir():
+                remove(child)
+            p.rmdir()
+        else:
+            p.unlink()
+
+    try:
+        remove(path)
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path, exc)
+
+
 class Scratch:
     """A tmpfs directory for one server instance; ``code/`` and ``envs/`` live under it."""
 
@@ -61,19 +101,22 @@ class Scratch:
         self._mounted = False
         self.reclaim()
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            base.mkdir(parents=True, exist_ok=True)
+            os.chmod(base, 0o711)  # traversable, not listable
+            self.root.mkdir(exist_ok=True, mode=0o700)
             self._mounted = _mount_tmpfs(self.root, size_mb)
         except OSError:
             self._mounted = False
         if not self._mounted:
             self.root = Path("/dev/shm") / f"lamina-{instance}"
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_tree(self.root)
             self.root.mkdir(mode=0o700)
         if not is_tmpfs(self.root):
             raise SandboxError("scratch", f"{self.root} is not memory-backed (tmpfs)")
         os.chmod(self.root, 0o711)  # sandboxes traverse (never list) into their own binds
         for sub in ("code", "envs", "runtime"):
-            (self.root / sub).mkdir(mode=0o711, exist_ok=True)
+            (self.root / sub).mkdir(exist_ok=True)
+            os.chmod(self.root / sub, 0o711)  # explicit: the server runs with umask 077
 
     @property
     def code(self) -> Path:
@@ -89,15 +132,17 @@ class Scratch:
 
     def reclaim(self) -> None:
         """Removes what a previous run of this instance left (mount and fallback dir)."""
-        if self.root.exists():
-            _umount(self.root)
-            shutil.rmtree(self.root, ignore_errors=True)
         fallback = Path("/dev/shm") / f"lamina-{self.root.name}"
-        shutil.rmtree(fallback, ignore_errors=True)
+        for path in (self.root, fallback):
+            if path.exists():
+                remove_tree(path) if path == fallback else self._unmount_and_remove(path)
+
+    @staticmethod
+    def _unmount_and_remove(path: Path) -> None:
+        for point in _mounts_below(path):
+            _umount(point)
+        _umount(path)  # the instance's own tmpfs, if it is still mounted
+        remove_tree(path)
 
     def close(self) -> None:
-        if self._mounted:
-            _umount(self.root)
-            shutil.rmtree(self.root, ignore_errors=True)
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
+        self._unmount_and_remove(self.root)

@@ -1,0 +1,142 @@
+"""Synchronous invoke: resolve, check, lease concurrency, run in an environment, report.
+
+The data plane's front door under the API: everything Invoke does except HTTP. A function's
+own failure (an exception, a timeout, a crash) is a result with ``function_error`` set, never
+an exception; exceptions here are API errors (not found, throttled, bad payload).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+from lamina.control.aliases import pick_version
+from lamina.control.functions import Functions
+from lamina.control.model import FunctionVersion
+from lamina.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    ResourceConflict,
+)
+from lamina.invoke.concurrency import Concurrency
+from lamina.runtime import Invocation, InvocationResult
+from lamina.worker.environment import Failure
+from lamina.worker.worker import Worker, encode_tail
+
+SYNC_PAYLOAD_LIMIT = 6_291_456
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    function_name: str
+    qualifier: str | None
+    payload: bytes
+    invocation_type: str = "RequestResponse"
+    log_type: str | None = None
+    client_context: str | None = None
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InvokeOutcome:
+    status: int
+    payload: bytes
+    executed_version: str | None = None
+    function_error: str | None = None
+    log_result: str | None = None
+    request_id: str = ""
+
+
+def check_json(payload: bytes) -> None:
+    """AWS refuses a payload that is not JSON with InvalidRequestContentException."""
+    if not payload:
+        return
+    try:
+        json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from None
+
+
+def error_document(error_type: str, message: str, request_id: str) -> bytes:
+    return json.dumps(
+        {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": []}
+    ).encode()
+
+
+class InvokeService:
+    def __init__(
+        self, functions: Functions, worker: Worker, concurrency: Concurrency, rng: random.Random | None = None
+    ) -> None:
+        self.functions = functions
+        self.worker = worker
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+
+    def _target(self, request: InvokeRequest) -> tuple[FunctionVersion, str]:
+        """The version to run and the ARN the caller invoked (weighted aliases pick a version)."""
+        resolved = self.functions.resolve(request.function_name, request.qualifier)
+        version = resolved.version
+        if resolved.alias is not None:
+            alias = self.functions.alias(resolved.function.name, resolved.alias)
+            chosen = pick_version(alias, self.rng)
+            if chosen != version.version:
+                version = self.functions.resolve(resolved.function.name, chosen).version
+        if version.state != "Active":
+            raise ResourceConflict(
+                "The operation cannot be performed at this time. The function is currently in "
+                f"the following state: {version.state}"
+            )
+        return version, resolved.arn
+
+    async def invoke(self, request: InvokeRequest) -> InvokeOutcome:
+        if request.invocation_type not in ("RequestResponse", "DryRun"):
+            raise InvalidParameterValue(
+                "Lamina does not support Event (asynchronous) invocations yet; "
+                "use RequestResponse."
+            )
+        if len(request.payload) >= SYNC_PAYLOAD_LIMIT:
+            raise RequestTooLarge(
+                f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the InvokeFunction operation"
+            )
+        version, arn = self._target(request)
+        if request.invocation_type == "DryRun":
+            return InvokeOutcome(status=204, payload=b"", executed_version=None)
+        check_json(request.payload)
+        request_id = str(uuid.uuid4())
+        with self.concurrency.lease(version.name):
+            timeout_ms = version.timeout * 1000
+            inv = Invocation(
+                request_id=request_id,
+                payload=request.payload or b"{}",
+                deadline_ms=int(time.time() * 1000) + timeout_ms,
+                function_arn=arn,
+                trace_id=request.trace_id,
+                client_context=request.client_context,
+            )
+            run = await self.worker.run(version, inv)
+        payload, function_error = _answer(run.outcome, request_id)
+        return InvokeOutcome(
+            status=200,
+            payload=payload,
+            executed_version=run.executed_version,
+            function_error=function_error,
+            log_result=encode_tail(run.log_tail) if request.log_type == "Tail" else None,
+            request_id=request_id,
+        )
+
+
+def _answer(outcome: InvocationResult | Failure, request_id: str) -> tuple[bytes, str | None]:
+    """The response payload and X-Amz-Function-Error for what happened in the environment."""
+    if isinstance(outcome, InvocationResult):
+        # The runtime's error document (or the platform's, for an oversize response) as is.
+        return outcome.body, None if outcome.ok else "Unhandled"
+    if outcome.body:  # the runtime reported its own init error document
+        return outcome.body, "Unhandled"
+    message = f"RequestId: {request_id} Error: {outcome.message}"
+    return error_document(outcome.error_type, message, request_id), "Unhandled"

@@ -1,0 +1,270 @@
+"""cgroups v1 and v2: one group per env with memory, pids and CPU limits.
+
+Why both: these hosts mount v1 (memory, pids, cpu, cpuacct, freezer as separate hierarchies)
+while most current distributions run v2 only. The version is detected once, from the
+filesystem, by :func:`detect`. The cgroup root is injected so the v2 logic can be tested
+against a fake directory tree.
+
+Every OSError is translated here into :class:`lamina.errors.SandboxError` naming the step,
+the path and the errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.errors import SandboxError
+
+CPU_PERIOD_US = 100_000
+# AWS Lambda: one full vCPU at 1769 MB, CPU proportional to memory below and above.
+MB_PER_CORE = 1769
+_V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
+_V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    pids_max: int
+    cpu_quota_us: int
+    cpu_period_us: int = CPU_PERIOD_US
+
+
+def limits_for(memory_mb: int, pids_max: int) -> Limits:
+    """Memory in bytes and a CFS quota proportional to memory (1 core at 1769 MB)."""
+    quota = max(1000, CPU_PERIOD_US * memory_mb // MB_PER_CORE)
+    return Limits(memory_mb * 1024 * 1024, pids_max, quota)
+
+
+@dataclass(frozen=True)
+class Usage:
+    max_memory_bytes: int
+    oom_killed: bool
+    cpu_time_ns: int
+
+
+@contextmanager
+def _step(step: str, path: Path) -> Iterator[None]:
+    """The one seam where OSError becomes SandboxError."""
+    try:
+        yield
+    except OSError as exc:
+        raise SandboxError(step, f"{path}: {exc.strerror}", exc.errno) from exc
+
+
+def _write(path: Path, value: str) -> None:
+    with _step("cgroup write", path):
+        with open(path, "w") as f:
+            f.write(value)
+
+
+def _read(path: Path) -> str:
+    with _step("cgroup read", path):
+        return path.read_text()
+
+
+def _keyed(text: str, key: str) -> int:
+    """A value from a ``key value`` file such as memory.events or memory.oom_control."""
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _rmdir(path: Path) -> None:
+    """rmdir, retrying while the kernel still counts exiting tasks (EBUSY)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise SandboxError("cgroup remove", str(path), exc.errno) from exc
+            time.sleep(0.002)
+
+
+def _pids(procs_file: Path) -> list[int]:
+    try:
+        return [int(p) for p in procs_file.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _kill_listed(procs_file: Path) -> None:
+    for pid in _pids(procs_file):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_empty(procs_file: Path, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _pids(procs_file) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+class Cgroup:
+    """One env's group; subclasses know the file names of their cgroup version."""
+
+    def __init__(self, dirs: dict[str, Path]) -> None:
+        self.dirs = dirs
+
+    def create(self, limits: Limits) -> None:
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (the sandbox's init, blocked before exec) into every hierarchy."""
+        for path in dict.fromkeys(self.dirs.values()):
+            _write(path / "cgroup.procs", str(pid))
+
+    def procs(self) -> list[int]:
+        return _pids(next(iter(self.dirs.values())) / "cgroup.procs")
+
+    def kill_all(self) -> None:
+        raise NotImplementedError
+
+    def usage(self) -> Usage:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Kill whatever is left and remove the group; idempotent."""
+        if any(p.exists() for p in self.dirs.values()):
+            self.kill_all()
+        for path in dict.fromkeys(self.dirs.values()):
+            _rmdir(path)
+
+
+class CgroupV1(Cgroup):
+    def create(self, limits: Limits) -> None:
+        for path in dict.fromkeys(self.dirs.values()):
+            with _step("cgroup create", path):
+                path.mkdir(parents=True)
+        mem = self.dirs["memory"]
+        _write(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
+        if (mem / "memory.memsw.limit_in_bytes").exists():
+            _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+        _write(self.dirs["pids"] / "pids.max", str(limits.pids_max))
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(limits.cpu_period_us))
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
+
+    def kill_all(self) -> None:
+        """Freeze so nothing can fork while we list, SIGKILL everything, thaw so it dies."""
+        freezer = self.dirs["freezer"]
+        if not freezer.exists():
+            return
+        state = freezer / "freezer.state"
+        _write(state, "FROZEN")
+        deadline = time.monotonic() + 1.0
+        while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        _kill_listed(freezer / "cgroup.procs")
+        _write(state, "THAWED")
+        _wait_empty(freezer / "cgroup.procs")
+
+    def usage(self) -> Usage:
+        mem = self.dirs["memory"]
+        return Usage(
+            max_memory_bytes=int(_read(mem / "memory.max_usage_in_bytes")),
+            oom_killed=_keyed(_read(mem / "memory.oom_control"), "oom_kill") > 0,
+            cpu_time_ns=int(_read(self.dirs["cpuacct"] / "cpuacct.usage")),
+        )
+
+
+class CgroupV2(Cgroup):
+    def create(self, limits: Limits) -> None:
+        path = self.dirs["unified"]
+        with _step("cgroup create", path):
+            path.mkdir()
+        _write(path / "memory.max", str(limits.memory_bytes))
+        if (path / "memory.swap.max").exists():
+            _write(path / "memory.swap.max", "0")
+        # One OOM kills the whole env, as a v1 env is discarded after any OOM anyway.
+        _write(path / "memory.oom.group", "1")
+        _write(path / "pids.max", str(limits.pids_max))
+        _write(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
+
+    def kill_all(self) -> None:
+        path = self.dirs["unified"]
+        if not path.exists():
+            return
+        if (path / "cgroup.kill").exists():
+            _write(path / "cgroup.kill", "1")
+        else:
+            _write(path / "cgroup.freeze", "1")
+            _kill_listed(path / "cgroup.procs")
+            _write(path / "cgroup.freeze", "0")
+        _wait_empty(path / "cgroup.procs")
+
+    def usage(self) -> Usage:
+        path = self.dirs["unified"]
+        peak = path / "memory.peak"
+        stat = _read(path / "cpu.stat")
+        return Usage(
+            max_memory_bytes=int(_read(peak if peak.exists() else path / "memory.current")),
+            oom_killed=_keyed(_read(path / "memory.events"), "oom_kill") > 0,
+            cpu_time_ns=_keyed(stat, "usage_usec") * 1000,
+        )
+
+
+class Hierarchy:
+    """The parent group (``<root>/<controller>/<name>`` on v1, ``<root>/<name>`` on v2)."""
+
+    def __init__(self, root: Path, name: str, version: int) -> None:
+        self.root = root
+        self.name = name
+        self.version = version
+
+    def parents(self) -> dict[str, Path]:
+        if self.version == 2:
+            return {"unified": self.root / self.name}
+        return {c: self.root / c / self.name for c in _V1_CONTROLLERS}
+
+    def group(self, env_id: str) -> Cgroup:
+        dirs = {c: p / env_id for c, p in self.parents().items()}
+        return CgroupV2(dirs) if self.version == 2 else CgroupV1(dirs)
+
+    def prepare(self) -> None:
+        """Create the parent group(s); on v2 delegate the controllers down to env groups."""
+        for path in self.parents().values():
+            with _step("cgroup prepare", path):
+                path.mkdir(parents=True, exist_ok=True)
+        if self.version == 2:
+            enable = " ".join(f"+{c}" for c in _V2_CONTROLLERS)
+            _write(self.root / "cgroup.subtree_control", enable)
+            _write(self.root / self.name / "cgroup.subtree_control", enable)
+
+    def leftovers(self) -> list[str]:
+        names: set[str] = set()
+        for path in self.parents().values():
+            if path.is_dir():
+                names.update(p.name for p in path.iterdir() if p.is_dir())
+        return sorted(names)
+
+    def reclaim(self) -> int:
+        """Kill the processes of every env group a previous run left and remove the groups."""
+        stale = self.leftovers()
+        for env_id in stale:
+            self.group(env_id).remove()
+        return len(stale)
+
+
+def detect(root: Path = Path("/sys/fs/cgroup"), name: str = "lamina") -> Hierarchy:
+    """v2 when the root is a cgroup2 mount with the memory controller, else v1 if mounted."""
+    controllers = root / "cgroup.controllers"
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return Hierarchy(root, name, 2)
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        return Hierarchy(root, name, 1)
+    raise SandboxError("cgroup detect", f"{root}: neither a usable v2 nor a v1 memory hierarchy")

@@ -1,0 +1,189 @@
+"""The worker: turns a function version into warm environments and runs invocations in them.
+
+It owns the environment pool, the code cache on the scratch tmpfs and the sandbox driver.
+``run()`` leases an environment for exactly one invocation (a cold start when none is idle),
+frames the invocation's log output (START / END / REPORT) into the function's log stream and
+returns what happened; the invoke service above it turns that into the API's answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from lamina.control.model import FunctionVersion
+from lamina.runtime import Invocation, InvocationResult
+from lamina.sandbox.driver import SandboxDriver
+from lamina.telemetry.logs import LogStore
+from lamina.worker.code import CodeCache
+from lamina.worker.environment import EnvConfig, Environment, Failure
+from lamina.worker.pool import EnvKey, Pool
+from lamina.worker.runtimes import LD_LIBRARY_PATH, PATH, RUNTIME_DIR, TASK_ROOT, Runtimes
+
+INIT_TIMEOUT = 10.0
+LOG_TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: InvocationResult | Failure
+    executed_version: str
+    log_tail: str  # the invocation's log lines, START to REPORT
+    cold: bool
+    duration_ms: float
+
+
+def fingerprint(version: FunctionVersion) -> str:
+    """Changes with the code or any configuration; not with state transitions."""
+    return f"{version.code_key}|{version.last_modified}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        region: str,
+        driver: SandboxDriver,
+        runtimes: Runtimes,
+        code: CodeCache,
+        logs: LogStore,
+        pool: Pool,
+    ) -> None:
+        self.region = region
+        self.driver = driver
+        self.runtimes = runtimes
+        self.code = code
+        self.logs = logs
+        self.pool = pool
+
+    def retire(self, function: str) -> None:
+        """After an update or delete: no new invoke reaches the function's current envs."""
+        self.pool.retire(function)
+
+    def _environment_variables(self, v: FunctionVersion, stream: str) -> dict[str, str]:
+        launch = self.runtimes.launch(v.runtime)
+        env = dict(v.environment)  # the function's own first: the reserved names below win
+        env.update(dict(launch.env))
+        key_id = "ASIA" + secrets.token_hex(8).upper()
+        env.update(
+            {
+                "_HANDLER": v.handler,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_EXECUTION_ENV": self.runtimes.execution_env(v.runtime),
+                "AWS_LAMBDA_FUNCTION_NAME": v.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": v.version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(v.memory_size),
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_LOG_GROUP_NAME": v.log_group or f"/aws/lambda/{v.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+                "LAMBDA_TASK_ROOT": TASK_ROOT,
+                "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+                "LANG": "en_US.UTF-8",
+                "TZ": ":UTC",
+                "PATH": PATH,
+                "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
+                # Per-environment placeholders until execution roles land: never the admin's key.
+                "AWS_ACCESS_KEY_ID": key_id,
+                "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+                "AWS_SESSION_TOKEN": secrets.token_urlsafe(48),
+            }
+        )
+        if v.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        if v.application_log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = v.application_log_level
+        return env
+
+    async def _make(self, v: FunctionVersion) -> Environment:
+        launch = self.runtimes.launch(v.runtime)
+        code_dir = await self.code.acquire(v.code_key)
+        day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+        stream = f"{day}/[{v.version}]{secrets.token_hex(16)}"
+        config = EnvConfig(
+            function=v.name,
+            version=v.version,
+            argv=launch.argv,
+            env=self._environment_variables(v, stream),
+            code_dir=code_dir,
+            opt_dir=None,
+            binds=launch.binds,
+            memory_mb=v.memory_size,
+            tmp_mb=v.ephemeral_storage,
+            log_stream=stream,
+        )
+        return Environment(config, self.driver, on_destroy=lambda: self.code.release(v.code_key))
+
+    async def run(self, v: FunctionVersion, inv: Invocation) -> RunResult:
+        key = EnvKey(v.name, v.version, fingerprint(v))
+        group = v.log_group or f"/aws/lambda/{v.name}"
+        made: list[Failure] = []
+
+        async def make() -> Environment:
+            env = await self._make(v)
+            try:
+                failure = await env.start(INIT_TIMEOUT)
+            except BaseException:
+                await env.destroy()
+                raise
+            if failure is not None:
+                made.append(failure)
+            return env
+
+        async with self.pool.lease(key, make) as (pooled, cold):
+            env = pooled
+            assert isinstance(env, Environment)
+            stream = env.config.log_stream
+            start_ms = time.time() * 1000
+            started = time.perf_counter()
+            if made:
+                outcome: InvocationResult | Failure = made[0]
+                init_log = env.logs.take() if env.logs else ""
+            else:
+                init_log = env.logs.take() if env.logs and cold else ""
+                outcome = await env.invoke(inv, v.timeout)
+            duration_ms = (time.perf_counter() - started) * 1000
+            output = env.logs.take() if env.logs else ""
+            lines = [
+                init_log,
+                f"START RequestId: {inv.request_id} Version: {v.version}\n",
+                output,
+            ]
+            if isinstance(outcome, Failure):
+                lines.append(f"{_iso_now()} {inv.request_id} {outcome.error_type}: {outcome.message}\n")
+            lines.append(f"END RequestId: {inv.request_id}\n")
+            report = (
+                f"REPORT RequestId: {inv.request_id}\tDuration: {duration_ms:.2f} ms\t"
+                f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\t"
+                f"Memory Size: {v.memory_size} MB\tMax Memory Used: {env.stats_max_memory_mb()} MB"
+            )
+            if cold:
+                report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
+            lines.append(report + "\t\n")
+            text = "".join(lines)
+            self.logs.append(group, stream, _events(text, int(start_ms)))
+            tail = text[-LOG_TAIL_BYTES:] if len(text) > LOG_TAIL_BYTES else text
+            return RunResult(outcome, v.version, tail, cold, duration_ms)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        self.code.clear()
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _events(text: str, ts: int) -> list[tuple[int, str]]:
+    """One log event per line, as Lambda's log stream shows them."""
+    return [(ts, line) for line in text.splitlines() if line]
+
+
+def encode_tail(tail: str) -> str:
+    data = tail.encode("utf-8", "replace")[-LOG_TAIL_BYTES:]
+    return base64.b64encode(data).decode()
+
