@@ -1,4 +1,5 @@
-from lamina.cli import main
 import sys
+
+from lamina.cli import main
 
 sys.exit(main())

@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import string
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,21 +24,21 @@ from lamina.api import sigv4
 from lamina.api.app import App, LambdaService
 from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
 from lamina.api.lambda_functions import FunctionHandlers
+from lamina.api.lambda_invoke import InvokeHandlers
 from lamina.api.wire import ServiceModel
 from lamina.control.aliases import Aliases
+from lamina.control.archives import ArchiveLimits
 from lamina.control.functions import Functions, aws_timestamp
 from lamina.control.model import AccessKey
-from lamina.errors import AccessDenied, ResourceNotFound
+from lamina.errors import AccessDenied
+from lamina.invoke.concurrency import Concurrency
+from lamina.invoke.service import InvokeService
+from lamina.sandbox.bwrap import BwrapDriver
 from lamina.settings import Settings
 from lamina.store.artifacts import LocalArtifactStore
 from lamina.store.keys import KeyRing
 from lamina.store.metadata import MetadataStore
 from lamina.store.sqlite import SqliteMetadataStore
-from lamina.api.lambda_invoke import InvokeHandlers
-from lamina.control.archives import ArchiveLimits
-from lamina.invoke.concurrency import Concurrency
-from lamina.invoke.service import InvokeService
-from lamina.sandbox.bwrap import BwrapDriver
 from lamina.telemetry.logs import LogStore
 from lamina.worker.code import CodeCache
 from lamina.worker.pool import Pool

@@ -90,16 +90,19 @@ def test_fd_exhaustion_stops_with_emfile_at_1024(runner: Runner) -> None:
     assert result.out.split() == ["EMFILE", "1024"]
 
 
-def test_cpu_quota_is_proportional_to_memory(runner: Runner) -> None:
+def test_cpu_quota_bursts_during_init_then_is_proportional_to_memory(runner: Runner) -> None:
     spec = runner.spec("import time; time.sleep(30)", memory_mb=512)
 
-    async def body(sandbox: BwrapSandbox) -> tuple[int, int]:
+    async def body(sandbox: BwrapSandbox) -> tuple[int, int, int]:
         cpu = runner.driver.hierarchy.parents()["cpu"] / spec.env_id
+        burst = int((cpu / "cpu.cfs_quota_us").read_text())
+        sandbox.end_init()
         quota = int((cpu / "cpu.cfs_quota_us").read_text())
-        return quota, int((cpu / "cpu.cfs_period_us").read_text())
+        return burst, quota, int((cpu / "cpu.cfs_period_us").read_text())
 
     try:
-        quota, period = runner.started(spec, body)
+        burst, quota, period = runner.started(spec, body)
     finally:
         runner.close(spec)
+    assert burst == 100_000  # one full core while the runtime initialises, as AWS's init burst
     assert (quota, period) == (100_000 * 512 // 1769, 100_000)

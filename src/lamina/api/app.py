@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from lamina.api import sigv4
 from lamina.api.wire import Operation, ServiceModel, header_map, parse_query
 from lamina.errors import (
     ApiError,
-    LaminaError,
     InvalidSignature,
+    LaminaError,
     MissingAuthenticationToken,
     NotImplementedOperation,
     RequestTooLarge,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lamina.api import shapes
 from lamina.api.app import Handler, RequestContext
@@ -80,7 +81,7 @@ class FunctionHandlers:
 
     async def list_functions(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         all_versions = p.get("FunctionVersion") == "ALL"
-        page, marker = self.functions.list(p.get("Marker"), p.get("MaxItems"), all_versions)
+        page, marker = self.functions.page(p.get("Marker"), p.get("MaxItems"), all_versions)
         out: dict[str, Any] = {"Functions": [shapes.function_configuration(v) for v in page]}
         if marker:
             out["NextMarker"] = marker

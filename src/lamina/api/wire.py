@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-
-import regex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 import botocore.loaders
+import regex
 
 from lamina.errors import InvalidRequestContent, UnknownOperation, ValidationError
 
@@ -122,7 +122,7 @@ class ServiceModel:
             return op, {k: unquote(v) for k, v in match.groupdict().items()}
         if len(path) > 1 and path.endswith("/"):
             return self.route(method, path.rstrip("/"), query)
-        raise UnknownOperation(f"Unable to determine service/operation name to be authorized")
+        raise UnknownOperation("Unable to determine service/operation name to be authorized")
 
     # -- input ---------------------------------------------------------------------------
 
@@ -372,7 +372,7 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-_PATTERNS: dict[str, "regex.Pattern[str]"] = {}
+_PATTERNS: dict[str, regex.Pattern[str]] = {}
 
 
 def _fullmatch(pattern: str, value: str) -> bool:

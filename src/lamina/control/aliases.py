@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 from lamina.control import arns
 from lamina.control.functions import REVISION_MISMATCH, Functions

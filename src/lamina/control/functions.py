@@ -14,9 +14,9 @@ import hashlib
 import logging
 import platform
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from lamina.control import arns, validation
 from lamina.control.archives import ArchiveLimits, inspect_zip
@@ -239,7 +239,7 @@ class Functions:
             raise ResourceNotFound(f"Cannot find alias arn: {self.arn(function, name)}")
         return alias
 
-    def list(
+    def page(
         self, marker: str | None, max_items: int | None, all_versions: bool
     ) -> tuple[list[FunctionVersion], str | None]:
         """A page of $LATEST configurations (or of every version), ordered by name then version."""

@@ -8,8 +8,9 @@ to AWS's shapes at its edge.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 LATEST = "$LATEST"
 

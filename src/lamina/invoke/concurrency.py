@@ -8,8 +8,8 @@ number of invokes in flight.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from lamina.errors import InvalidParameterValue, TooManyRequests
 

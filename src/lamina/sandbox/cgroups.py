@@ -39,8 +39,16 @@ class Limits:
 
 def limits_for(memory_mb: int, pids_max: int) -> Limits:
     """Memory in bytes and a CFS quota proportional to memory (1 core at 1769 MB)."""
-    quota = max(1000, CPU_PERIOD_US * memory_mb // MB_PER_CORE)
-    return Limits(memory_mb * 1024 * 1024, pids_max, quota)
+    return Limits(memory_mb * 1024 * 1024, pids_max, cpu_quota_for(memory_mb))
+
+
+def cpu_quota_for(memory_mb: int) -> int:
+    return max(1000, CPU_PERIOD_US * memory_mb // MB_PER_CORE)
+
+
+def init_quota_for(memory_mb: int) -> int:
+    """The init phase's burst: at least one full core, as AWS gives init "burst CPU"."""
+    return max(CPU_PERIOD_US, cpu_quota_for(memory_mb))
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,8 @@ def _step(step: str, path: Path) -> Iterator[None]:
 
 
 def _write(path: Path, value: str) -> None:
-    with _step("cgroup write", path):
-        with open(path, "w") as f:
-            f.write(value)
+    with _step("cgroup write", path), open(path, "w") as f:
+        f.write(value)
 
 
 def _read(path: Path) -> str:
@@ -135,6 +142,9 @@ class Cgroup:
     def kill_all(self) -> None:
         raise NotImplementedError
 
+    def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
+        raise NotImplementedError
+
     def usage(self) -> Usage:
         raise NotImplementedError
 
@@ -158,6 +168,9 @@ class CgroupV1(Cgroup):
         _write(self.dirs["pids"] / "pids.max", str(limits.pids_max))
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(limits.cpu_period_us))
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
+
+    def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota_us))
 
     def kill_all(self) -> None:
         """Freeze so nothing can fork while we list, SIGKILL everything, thaw so it dies."""
@@ -194,6 +207,9 @@ class CgroupV2(Cgroup):
         _write(path / "memory.oom.group", "1")
         _write(path / "pids.max", str(limits.pids_max))
         _write(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
+
+    def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
+        _write(self.dirs["unified"] / "cpu.max", f"{quota_us} {period_us}")
 
     def kill_all(self) -> None:
         path = self.dirs["unified"]

@@ -58,6 +58,10 @@ class Sandbox(Protocol):
     async def terminate(self, grace: float) -> None:
         """SIGTERM the command, then :meth:`kill` if it has not exited after ``grace`` s."""
 
+    def end_init(self) -> None:
+        """The runtime is ready: from now on the CPU quota is proportional to memory (init ran
+        with AWS's burst CPU, at least one full core)."""
+
     def stats(self) -> SandboxStats:
         """Peak memory, whether the memory limit OOM-killed something, CPU time used."""
 

@@ -21,6 +21,7 @@ class FakeSandbox:
     killed: bool = False
     terminated: bool = False
     destroyed: bool = False
+    init_ended: bool = False
     _exit: asyncio.Future[int] | None = field(default=None, repr=False)
 
     def _future(self) -> asyncio.Future[int]:
@@ -47,6 +48,9 @@ class FakeSandbox:
     async def terminate(self, grace: float) -> None:
         self.terminated = True
         self.kill()
+
+    def end_init(self) -> None:
+        self.init_ended = True
 
     def stats(self) -> SandboxStats:
         return self.stats_value

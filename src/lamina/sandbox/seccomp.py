@@ -16,7 +16,7 @@ import errno
 import os
 import tempfile
 
-import pyseccomp as sc  # type: ignore[import-untyped]
+import pyseccomp as sc
 
 from lamina.errors import SandboxError
 

@@ -11,8 +11,8 @@ import asyncio
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lamina.control.archives import ArchiveLimits, extract_zip
 

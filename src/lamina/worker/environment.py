@@ -20,9 +20,10 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
 
 from lamina.runtime import InitError, Invocation, InvocationResult, RuntimeChannel, serve
 from lamina.runtime.models import ChannelClosed
@@ -122,6 +123,7 @@ class Environment:
         done, _ = await asyncio.wait({ready, self._exit}, timeout=init_timeout, return_when=asyncio.FIRST_COMPLETED)
         self.init_duration_ms = (time.perf_counter() - started) * 1000
         if ready in done and ready.exception() is None:
+            self._sandbox.end_init()
             self.state = EnvState.IDLE
             return None
         if not ready.done():
@@ -131,7 +133,7 @@ class Environment:
         self.state = EnvState.DEAD
         return failure
 
-    def _init_failure(self, ready: asyncio.Future[None], done: set[asyncio.Future[object]], timeout: float) -> Failure:
+    def _init_failure(self, ready: asyncio.Future[None], done: set[Any], timeout: float) -> Failure:
         if ready in done:
             exc = ready.exception()
             if isinstance(exc, InitError):
@@ -144,8 +146,9 @@ class Environment:
         stats = self._sandbox.stats() if self._sandbox else None
         if stats is not None and stats.oom_killed:
             return Failure("Runtime.OutOfMemory", "Runtime exited with error: signal: killed")
-        if status < 0:
-            return Failure("Runtime.ExitError", f"Runtime exited with error: signal: {_signame(-status)}")
+        if status < 0 or status > 128:  # killed by a signal (bwrap reports 128 + N)
+            number = -status if status < 0 else status - 128
+            return Failure("Runtime.ExitError", f"Runtime exited with error: signal: {_signame(number)}")
         return Failure("Runtime.ExitError", f"Runtime exited with error: exit status {status}")
 
     async def invoke(self, inv: Invocation, timeout: float) -> InvocationResult | Failure:
@@ -191,7 +194,7 @@ class Environment:
             if self._exit is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(self._exit), timeout=5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("environment %s did not exit after SIGKILL", self.id)
             self._sandbox.destroy()
             self._sandbox = None

@@ -36,7 +36,7 @@ def is_tmpfs(path: Path) -> bool:
     buf = _StatFs()
     if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         return False
-    return (buf.f_type & 0xFFFFFFFF) == TMPFS_MAGIC
+    return bool((buf.f_type & 0xFFFFFFFF) == TMPFS_MAGIC)
 
 
 def _mount_tmpfs(target: Path, size_mb: int) -> bool:

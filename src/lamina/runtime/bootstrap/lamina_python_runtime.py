@@ -100,7 +100,7 @@ class _LoggingHook:
                 exec_module = spec.loader.exec_module
 
                 def exec_and_configure(module: object) -> None:
-                    exec_module(module)
+                    exec_module(module)  # noqa: B023 (returned at once: no later iteration)
                     _configure_logging(module)
 
                 spec.loader.exec_module = exec_and_configure

@@ -89,7 +89,7 @@ class RuntimeClient:
         host, _, port = address.rpartition(":")
         self._addr = (host.strip("[]") or "127.0.0.1", int(port))
         self._host_header = address.encode("ascii")
-        self._sock: "_socket.socket | None" = None
+        self._sock: _socket.socket | None = None
         self._buf = b""
 
     def _connect(self) -> "_socket.socket":
@@ -186,7 +186,7 @@ class RuntimeClient:
         return body
 
     def _read_chunked(self, sock: "_socket.socket") -> bytes:
-        parts: "list[bytes]" = []
+        parts: list[bytes] = []
         while True:
             while b"\r\n" not in self._buf:
                 self._fill(sock)
