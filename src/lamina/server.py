@@ -93,6 +93,33 @@ def write_credentials(path: Path, key: AccessKey) -> None:
     os.replace(tmp, path)
 
 
+class AccessKeys:
+    """SigV4's key lookup. Keys found are kept decrypted in memory until the store next
+    changes: the invoke path verifies a signature on every request."""
+
+    def __init__(self, store: MetadataStore, exclude: str) -> None:
+        self.store = store
+        self.exclude = exclude  # the code-download key signs presigned URLs only
+        self._known: dict[str, sigv4.SecretKey] = {}
+        self._generation = -1
+
+    def __call__(self, access_key_id: str) -> sigv4.SecretKey | None:
+        if access_key_id == self.exclude:
+            return None
+        if self._generation != self.store.generation:
+            self._known.clear()
+            self._generation = self.store.generation
+        secret = self._known.get(access_key_id)
+        if secret is None:
+            with self.store.transaction() as tx:
+                key = tx.get_access_key(access_key_id)
+            if key is None:
+                return None
+            secret = sigv4.SecretKey(key.access_key_id, key.secret_access_key, key.session_token, key.principal_arn)
+            self._known[access_key_id] = secret
+        return secret
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -111,6 +138,7 @@ class Platform:
         await self.functions.settle()
         await self.worker.close()
         self.driver.close()
+        self.driver.hierarchy.remove_parents()  # every env is gone: the parents are empty
         self.logs.close()
         self.scratch.close()
         self.store.close()
@@ -135,7 +163,7 @@ def build(settings: Settings) -> Platform:
 
     scratch = Scratch(settings.data_dir)
     driver = BwrapDriver(
-        state_dir=scratch.root / "sandbox", cgroup_name=f"lamina-{scratch.root.name}"
+        state_dir=scratch.root / "sandbox", cgroup_name=f"lamina-{scratch.instance}"
     )
     reclaimed = driver.reclaim()
     if reclaimed:
@@ -148,7 +176,8 @@ def build(settings: Settings) -> Platform:
     )
     pool = Pool(idle_timeout=settings.env_idle_seconds, max_lifetime=settings.env_max_lifetime_seconds)
     worker = Worker(
-        region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool
+        region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool,
+        envs_dir=scratch.envs, standby_stock=settings.standby_per_runtime,
     )
     concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
     for name, value in functions.reservations().items():
@@ -161,14 +190,7 @@ def build(settings: Settings) -> Platform:
     functions.on_change.append(on_change)
     invoke_service = InvokeService(functions, worker, concurrency)
 
-    def lookup(access_key_id: str) -> sigv4.SecretKey | None:
-        if access_key_id == presign_key.access_key_id:
-            return None  # the download key signs code URLs only
-        with store.transaction() as tx:
-            key = tx.get_access_key(access_key_id)
-        if key is None:
-            return None
-        return sigv4.SecretKey(key.access_key_id, key.secret_access_key, key.session_token, key.principal_arn)
+    lookup = AccessKeys(store, exclude=presign_key.access_key_id)
 
     download_secret = sigv4.SecretKey(
         presign_key.access_key_id, presign_key.secret_access_key, None, presign_key.principal_arn
@@ -248,6 +270,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(platform.logs.run_flusher()),
         asyncio.create_task(platform.worker.pool.run_reaper(interval=5.0)),
     ]
+    platform.worker.start()
     platform.ready = True
     try:
         await server.serve()

@@ -40,6 +40,9 @@ class Settings:
     # workers hold an 8-hour lease).
     env_idle_seconds: float = 300.0
     env_max_lifetime_seconds: float = 8 * 3600.0
+    # Sandboxes started ahead of demand per runtime (the Python runtime only, for now), so a
+    # cold start skips sandbox and interpreter start. 0 turns standbys off.
+    standby_per_runtime: int = 2
     clock_skew_seconds: int = 300
 
     @property

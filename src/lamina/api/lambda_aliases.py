@@ -93,7 +93,8 @@ class AccountHandlers:
                 "CodeSizeUnzipped": limits.unzipped_max_bytes,
                 "CodeSizeZipped": limits.zip_max_bytes,
                 "ConcurrentExecutions": limits.account_concurrency,
-                "UnreservedConcurrentExecutions": limits.account_concurrency,
+                "UnreservedConcurrentExecutions": limits.account_concurrency
+                - sum(self.functions.reservations().values()),
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         }

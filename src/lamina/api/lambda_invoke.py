@@ -46,6 +46,7 @@ class InvokeHandlers:
                 log_type=p.get("LogType"),
                 client_context=client_context,
                 trace_id=trace,
+                request_id=ctx.request_id,
             )
         )
         return {

@@ -94,6 +94,9 @@ class Functions:
             max_depth=settings.limits.zip_max_depth,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cache: dict[tuple[str, str | None], Resolved] = {}
+        self._cache_generation = -1
+        self._aliases: dict[tuple[str, str], Alias] = {}
         # Observers told when a function's code or configuration changes (the worker pool
         # retires environments of the old one).
         self.on_change: list[Callable[[str], None]] = []
@@ -216,7 +219,27 @@ class Functions:
         return latest
 
     def resolve(self, function_name: str, qualifier: str | None = None) -> Resolved:
-        """The function and the version a name/ARN and qualifier address (aliases followed)."""
+        """The function and the version a name/ARN and qualifier address (aliases followed).
+
+        Answers are cached until the store's next write, which keeps the invoke path free of
+        database reads while nothing changes."""
+        self._sync_cache()
+        key = (function_name, qualifier)
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            cached = self._cache[key] = self._resolve(function_name, qualifier)
+        return cached
+
+    def _sync_cache(self) -> None:
+        """Drops every cached read once the store has been written to."""
+        if self._cache_generation != self.store.generation:
+            self._cache.clear()
+            self._aliases.clear()
+            self._cache_generation = self.store.generation
+
+    def _resolve(self, function_name: str, qualifier: str | None) -> Resolved:
         ref = self.ref(function_name, qualifier)
         with self.store.transaction() as tx:
             function = self._require(tx, ref.name)
@@ -233,10 +256,14 @@ class Functions:
             return Resolved(function, target, alias=alias.name)
 
     def alias(self, function: str, name: str) -> Alias:
-        with self.store.transaction() as tx:
-            alias = tx.get_alias(function, name)
+        self._sync_cache()
+        alias = self._aliases.get((function, name))
         if alias is None:
-            raise ResourceNotFound(f"Cannot find alias arn: {self.arn(function, name)}")
+            with self.store.transaction() as tx:
+                alias = tx.get_alias(function, name)
+            if alias is None:
+                raise ResourceNotFound(f"Cannot find alias arn: {self.arn(function, name)}")
+            self._aliases[(function, name)] = alias
         return alias
 
     def page(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class InvokeRequest:
     log_type: str | None = None
     client_context: str | None = None
     trace_id: str | None = None
+    # The API request's id: AWS answers an Invoke with x-amzn-RequestId equal to the
+    # invocation's request id (context.aws_request_id, the START/END/REPORT lines).
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ def check_json(payload: bytes) -> None:
         raise InvalidRequestContent(
             f"Could not parse request body into json: Could not parse payload into json: {exc}"
         ) from None
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header for an invoke that came without one (Lambda always sets one)."""
+    epoch = int(time.time() if now is None else now)
+    return f"Root=1-{epoch:08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
 
 
 def error_document(error_type: str, message: str, request_id: str) -> bytes:
@@ -92,7 +102,10 @@ class InvokeService:
                 "The operation cannot be performed at this time. The function is currently in "
                 f"the following state: {version.state}"
             )
-        return version, resolved.arn
+        # What the caller addressed, verbatim: an explicit $LATEST stays in the ARN (AWS's
+        # Lambda-Runtime-Invoked-Function-Arn), which Resolved.arn drops.
+        ref = self.functions.ref(request.function_name, request.qualifier)
+        return version, self.functions.arn(resolved.function.name, ref.qualifier)
 
     async def invoke(self, request: InvokeRequest) -> InvokeOutcome:
         if request.invocation_type not in ("RequestResponse", "DryRun"):
@@ -108,7 +121,7 @@ class InvokeService:
         if request.invocation_type == "DryRun":
             return InvokeOutcome(status=204, payload=b"", executed_version=None)
         check_json(request.payload)
-        request_id = str(uuid.uuid4())
+        request_id = request.request_id or str(uuid.uuid4())
         with self.concurrency.lease(version.name):
             timeout_ms = version.timeout * 1000
             inv = Invocation(
@@ -116,7 +129,7 @@ class InvokeService:
                 payload=request.payload or b"{}",
                 deadline_ms=int(time.time() * 1000) + timeout_ms,
                 function_arn=arn,
-                trace_id=request.trace_id,
+                trace_id=request.trace_id or new_trace_id(),
                 client_context=request.client_context,
             )
             run = await self.worker.run(version, inv)

@@ -28,6 +28,7 @@ DEFAULT_MAX_BODY: Final = 6_291_456 + 1024
 _PREFIX: Final = b"/2018-06-01/runtime/"
 _NEXT: Final = b"invocation/next"
 _INIT_ERROR: Final = b"init/error"
+_ASSIGNMENT: Final = b"lamina/assignment"
 _MAX_URL: Final = 2048
 _MAX_HEADER_BYTES: Final = 64 * 1024
 _ERROR_TYPE_HEADER: Final = b"lambda-runtime-function-error-type"
@@ -207,6 +208,12 @@ class RuntimeApiProtocol(asyncio.Protocol):
             else:
                 self._next()
             return
+        if rest == _ASSIGNMENT:
+            if method != b"GET":
+                self._send(_NOT_ALLOWED)
+            else:
+                self._assignment()
+            return
         if rest == _INIT_ERROR:
             if method != b"POST":
                 self._send(_NOT_ALLOWED)
@@ -233,6 +240,15 @@ class RuntimeApiProtocol(asyncio.Protocol):
             self._parked = True  # long poll: the channel calls deliver() later
         else:
             self._write_invocation(got)
+
+    def _assignment(self) -> None:
+        got = self._channel.request_assignment(self)
+        if isinstance(got, Outcome):
+            self._send(_NOT_FOUND)  # used up, or never a standby: the path does not exist
+        elif got is None:
+            self._parked = True
+        else:
+            self._send(_reply(b"200 OK", b"application/json", got))
 
     def _post(self, request_id: str, ok: bool) -> None:
         if self._body_len > self._max_body:
@@ -287,6 +303,11 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._parked = False
         self._reset()
         self._write_invocation(inv)
+
+    def deliver_assignment(self, document: bytes) -> None:
+        self._parked = False
+        self._reset()
+        self._send(_reply(b"200 OK", b"application/json", document))
 
     def abort(self) -> None:
         if self._transport is not None:

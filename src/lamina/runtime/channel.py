@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from typing import Protocol
 
 from lamina.errors import InternalError
@@ -35,6 +36,9 @@ class NextWaiter(Protocol):
     def deliver(self, inv: Invocation) -> None:
         """Send ``inv`` as the 200 answer to the parked GET /next."""
 
+    def deliver_assignment(self, document: bytes) -> None:
+        """Send ``document`` as the 200 answer to the parked assignment request."""
+
     def abort(self) -> None:
         """Close the connection without an answer (the channel is closing)."""
 
@@ -53,6 +57,15 @@ class RuntimeChannel:
         self._answered = False
         self._result: asyncio.Future[InvocationResult] | None = None
         self._connections: set[NextWaiter] = set()
+        # Lamina's standby extension: a sandbox started before its function was chosen parks a
+        # GET on the assignment path; the worker answers it once with the function's settings.
+        self._assignment: bytes | None = None
+        self._assignment_sent = False
+        self._assignment_waiter: NextWaiter | None = None
+        self._parked_for_assignment: asyncio.Event | None = None
+        # Called when the runtime parks on GET /next with nothing to do: the worker freezes the
+        # environment then, as AWS does once the runtime asks for its next event.
+        self.on_idle: Callable[[], None] | None = None
 
     # -- the worker's side ------------------------------------------------------------------
 
@@ -94,6 +107,27 @@ class RuntimeChannel:
             if self._queued is inv:
                 self._queued = None
 
+    def assign(self, document: bytes) -> None:
+        """Answers the standby runtime's assignment request (now, or when it asks)."""
+        self._check_open()
+        if self._assignment is not None:
+            raise InternalError("this environment has been assigned already")
+        self._assignment = document
+        waiter, self._assignment_waiter = self._assignment_waiter, None
+        if waiter is not None:
+            self._assignment_sent = True
+            waiter.deliver_assignment(document)
+
+    async def wait_standby(self) -> None:
+        """Resolves once the standby runtime has asked for its assignment (fully warm)."""
+        self._check_open()
+        if self._assignment_waiter is not None or self._assignment_sent:
+            return
+        if self._parked_for_assignment is None:
+            self._parked_for_assignment = asyncio.Event()
+        await self._parked_for_assignment.wait()
+        self._check_open()
+
     def close(self) -> None:
         """Fail everyone still waiting and close every runtime connection."""
         if self._closed:
@@ -106,6 +140,8 @@ class RuntimeChannel:
         if self._result is not None and not self._result.done():
             self._result.set_exception(ChannelClosed("runtime channel closed mid-invocation"))
         self._waiter = None
+        if self._parked_for_assignment is not None:
+            self._parked_for_assignment.set()  # wakes wait_standby, which then raises
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()
@@ -127,6 +163,20 @@ class RuntimeChannel:
         self._connections.discard(conn)
         if self._waiter is conn:
             self._waiter = None
+        if self._assignment_waiter is conn:
+            self._assignment_waiter = None
+
+    def request_assignment(self, conn: NextWaiter) -> bytes | Outcome | None:
+        """GET .../lamina/assignment: the document now, None when parked; refused after use."""
+        if self._assignment_sent or self._ready or self._assignment_waiter is not None:
+            return Outcome.INVALID_STATE  # answered once, before init, to one connection
+        if self._assignment is not None:
+            self._assignment_sent = True
+            return self._assignment
+        self._assignment_waiter = conn
+        if self._parked_for_assignment is not None:
+            self._parked_for_assignment.set()
+        return None
 
     def request_next(self, conn: NextWaiter) -> Invocation | Outcome | None:
         """GET /next: the invocation to send now, None when parked, or why it is refused."""
@@ -145,6 +195,8 @@ class RuntimeChannel:
             self._deliver(inv)
             return inv
         self._waiter = conn
+        if self.on_idle is not None:
+            self.on_idle()
         return None
 
     def post_result(

@@ -106,6 +106,17 @@ class BwrapSandbox:
     def end_init(self) -> None:
         self._group.set_cpu_quota(self._cpu_quota_us)
 
+    def freeze(self) -> None:
+        self._group.freeze(True)
+
+    def thaw(self) -> None:
+        self._group.freeze(False)
+
+    def resize(self, memory_mb: int) -> None:
+        self._group.set_memory_limit(memory_mb * 1024 * 1024)
+        self._group.set_cpu_quota(cgroups.init_quota_for(memory_mb))
+        self._cpu_quota_us = cgroups.cpu_quota_for(memory_mb)
+
     def stats(self) -> SandboxStats:
         usage = self._group.usage()
         return SandboxStats(usage.max_memory_bytes, usage.oom_killed, usage.cpu_time_ns)

@@ -127,6 +127,28 @@ class Cgroup:
 
     def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs
+        self._fds: dict[Path, int] = {}
+
+    def _pread(self, path: Path) -> str:
+        fd = self._fds.get(path)
+        if fd is None:
+            with _step("cgroup read", path):
+                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with _step("cgroup read", path):
+            return os.pread(fd, 4096, 0).decode()
+
+    def _pwrite(self, path: Path, value: bytes) -> None:
+        key = path.with_name(path.name + ":w")
+        fd = self._fds.get(key)
+        with _step("cgroup write", path):
+            if fd is None:
+                fd = self._fds[key] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            os.pwrite(fd, value, 0)
+
+    def _close_files(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def create(self, limits: Limits) -> None:
         raise NotImplementedError
@@ -145,11 +167,20 @@ class Cgroup:
     def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
         raise NotImplementedError
 
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        raise NotImplementedError
+
+    def freeze(self, frozen: bool) -> None:
+        """Stops (or resumes) every process of the group; the kernel completes it at once for
+        sleeping tasks, so callers do not wait for the state to settle."""
+        raise NotImplementedError
+
     def usage(self) -> Usage:
         raise NotImplementedError
 
     def remove(self) -> None:
         """Kill whatever is left and remove the group; idempotent."""
+        self._close_files()
         if any(p.exists() for p in self.dirs.values()):
             self.kill_all()
         for path in dict.fromkeys(self.dirs.values()):
@@ -172,6 +203,20 @@ class CgroupV1(Cgroup):
     def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota_us))
 
+    def freeze(self, frozen: bool) -> None:
+        self._pwrite(self.dirs["freezer"] / "freezer.state", b"FROZEN" if frozen else b"THAWED")
+
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        mem = self.dirs["memory"]
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        current = int(_read(mem / "memory.limit_in_bytes"))
+        # memory+swap may never be below memory: raise it first, lower it last.
+        if memsw.exists() and limit_bytes > current:
+            _write(memsw, str(limit_bytes))
+        _write(mem / "memory.limit_in_bytes", str(limit_bytes))
+        if memsw.exists() and limit_bytes <= current:
+            _write(memsw, str(limit_bytes))
+
     def kill_all(self) -> None:
         """Freeze so nothing can fork while we list, SIGKILL everything, thaw so it dies."""
         freezer = self.dirs["freezer"]
@@ -187,11 +232,12 @@ class CgroupV1(Cgroup):
         _wait_empty(freezer / "cgroup.procs")
 
     def usage(self) -> Usage:
+        # Read after every invoke (the REPORT line): files stay open, one pread each.
         mem = self.dirs["memory"]
         return Usage(
-            max_memory_bytes=int(_read(mem / "memory.max_usage_in_bytes")),
-            oom_killed=_keyed(_read(mem / "memory.oom_control"), "oom_kill") > 0,
-            cpu_time_ns=int(_read(self.dirs["cpuacct"] / "cpuacct.usage")),
+            max_memory_bytes=int(self._pread(mem / "memory.max_usage_in_bytes")),
+            oom_killed=_keyed(self._pread(mem / "memory.oom_control"), "oom_kill") > 0,
+            cpu_time_ns=int(self._pread(self.dirs["cpuacct"] / "cpuacct.usage")),
         )
 
 
@@ -210,6 +256,12 @@ class CgroupV2(Cgroup):
 
     def set_cpu_quota(self, quota_us: int, period_us: int = CPU_PERIOD_US) -> None:
         _write(self.dirs["unified"] / "cpu.max", f"{quota_us} {period_us}")
+
+    def freeze(self, frozen: bool) -> None:
+        self._pwrite(self.dirs["unified"] / "cgroup.freeze", b"1" if frozen else b"0")
+
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        _write(self.dirs["unified"] / "memory.max", str(limit_bytes))
 
     def kill_all(self) -> None:
         path = self.dirs["unified"]
@@ -260,6 +312,14 @@ class Hierarchy:
             enable = " ".join(f"+{c}" for c in _V2_CONTROLLERS)
             _write(self.root / "cgroup.subtree_control", enable)
             _write(self.root / self.name / "cgroup.subtree_control", enable)
+
+    def remove_parents(self) -> None:
+        """At shutdown: remove the (then empty) parent groups; busy ones are left for reclaim."""
+        for path in self.parents().values():
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
     def leftovers(self) -> list[str]:
         names: set[str] = set()

@@ -58,6 +58,17 @@ class Sandbox(Protocol):
     async def terminate(self, grace: float) -> None:
         """SIGTERM the command, then :meth:`kill` if it has not exited after ``grace`` s."""
 
+    def resize(self, memory_mb: int) -> None:
+        """Applies another memory size (a standby assigned to a function): the memory limit,
+        the init burst now, and the steady CPU quota that :meth:`end_init` will apply."""
+
+    def freeze(self) -> None:
+        """Between invokes: nothing in the sandbox runs (AWS freezes idle environments), so no
+        leftover process can act, or race the runtime for the next event, while it waits."""
+
+    def thaw(self) -> None:
+        """Resumes a frozen sandbox (before its next invoke, or before a graceful shutdown)."""
+
     def end_init(self) -> None:
         """The runtime is ready: from now on the CPU quota is proportional to memory (init ran
         with AWS's burst CPU, at least one full core)."""

@@ -22,6 +22,8 @@ class FakeSandbox:
     terminated: bool = False
     destroyed: bool = False
     init_ended: bool = False
+    frozen: bool = False
+    memory_mb: int = 0
     _exit: asyncio.Future[int] | None = field(default=None, repr=False)
 
     def _future(self) -> asyncio.Future[int]:
@@ -51,6 +53,15 @@ class FakeSandbox:
 
     def end_init(self) -> None:
         self.init_ended = True
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+
+    def resize(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
 
     def stats(self) -> SandboxStats:
         return self.stats_value

@@ -49,5 +49,9 @@ class Transaction(Protocol):
 
 
 class MetadataStore(Protocol):
+    # Increases after every committed transaction that wrote: readers may cache what they
+    # read for as long as it stays the same (the invoke path does).
+    generation: int
+
     def transaction(self) -> AbstractContextManager[Transaction]: ...
     def close(self) -> None: ...

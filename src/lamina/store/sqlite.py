@@ -71,6 +71,7 @@ class SqliteMetadataStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open metadata store {path}: {exc}") from exc
         self._closed = False
+        self.generation = 0  # bumped by every committed transaction that wrote
 
     def _migrate(self) -> None:
         current = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -98,8 +99,9 @@ class SqliteMetadataStore:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot begin transaction: {exc}") from exc
+            tx = SqliteTransaction(self._db, self._cipher)
             try:
-                yield SqliteTransaction(self._db, self._cipher)
+                yield tx
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -108,6 +110,8 @@ class SqliteMetadataStore:
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
                 raise StoreError(f"commit failed: {exc}") from exc
+            if tx.wrote:
+                self.generation += 1
 
     def close(self) -> None:
         with self._lock:
@@ -124,6 +128,7 @@ class SqliteTransaction:
     def __init__(self, db: sqlite3.Connection, cipher: Cipher) -> None:
         self._db = db
         self._cipher = cipher
+        self.wrote = False
 
     def _one(self, sql: str, *args: Any) -> Any:
         try:
@@ -138,6 +143,7 @@ class SqliteTransaction:
             raise StoreError(str(exc)) from exc
 
     def _exec(self, sql: str, *args: Any) -> None:
+        self.wrote = True
         try:
             self._db.execute(sql, args)
         except sqlite3.Error as exc:

@@ -44,7 +44,10 @@ class LogEvent:
 class LogStore:
     def __init__(self, path: Path, *, max_events_per_group: int = 100_000) -> None:
         self.max_events_per_group = max_events_per_group
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending
+        # One connection, used from the flusher thread and the loop thread: serialise its use,
+        # or two flushes interleave their BEGIN/COMMIT and one rolls back the other's batch.
+        self._db_lock = threading.Lock()
         self._pending: list[tuple[str, str, int, str]] = []
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -60,15 +63,26 @@ class LogStore:
             self._pending.extend((group, stream, ts, msg) for ts, msg in events)
 
     def flush(self, now_ms: int = 0) -> int:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return 0
+        # Batches are taken and written under one lock, so they land in the order appended.
+        with self._db_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            created: dict[tuple[str, str], int] = {}  # a stream's creation: its earliest event
+            for g, s, ts, _ in batch:
+                created[(g, s)] = min(ts, created.get((g, s), ts))
+            self._write(batch, created, now_ms)
+        return len(batch)
+
+    def _write(
+        self, batch: list[tuple[str, str, int, str]], created: dict[tuple[str, str], int], now_ms: int
+    ) -> None:
         try:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO streams(grp, stream, created) VALUES (?, ?, ?)",
-                {(g, s, ts) for g, s, ts, _ in batch},
+                [(g, s, ts) for (g, s), ts in created.items()],
             )
             self._db.executemany(
                 "INSERT INTO events(grp, stream, ts, ingested, message) VALUES (?, ?, ?, ?, ?)",
@@ -82,9 +96,9 @@ class LogStore:
                 )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise StoreError(f"log flush failed: {exc}") from exc
-        return len(batch)
 
     async def run_flusher(self, interval: float = 0.2) -> None:
         """Flushes every ``interval`` seconds until cancelled (then flushes once more)."""
@@ -97,6 +111,10 @@ class LogStore:
 
     def events(self, group: str, stream: str | None = None, limit: int = 10_000) -> list[LogEvent]:
         self.flush()
+        with self._db_lock:
+            return self._events(group, stream, limit)
+
+    def _events(self, group: str, stream: str | None, limit: int) -> list[LogEvent]:
         if stream is None:
             rows = self._db.execute(
                 "SELECT ts, message, ingested FROM events WHERE grp = ? ORDER BY id LIMIT ?", (group, limit)
@@ -110,9 +128,13 @@ class LogStore:
 
     def streams(self, group: str) -> list[str]:
         self.flush()
-        rows = self._db.execute("SELECT stream FROM streams WHERE grp = ? ORDER BY created", (group,))
-        return [r[0] for r in rows.fetchall()]
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT stream FROM streams WHERE grp = ? ORDER BY created, rowid", (group,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         self.flush()
-        self._db.close()
+        with self._db_lock:
+            self._db.close()

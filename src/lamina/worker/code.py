@@ -25,7 +25,7 @@ class CodeCache:
         self.limits = limits
         self._trees: dict[str, Path] = {}
         self._users: dict[str, int] = {}
-        self._building: dict[str, asyncio.Future[Path]] = {}
+        self._building: dict[str, asyncio.Task[Path]] = {}
 
     @staticmethod
     def _dirname(code_key: str) -> str:
@@ -38,25 +38,28 @@ class CodeCache:
             tree = self._trees.get(code_key)
             if tree is not None:
                 return tree
-            pending = self._building.get(code_key)
-            if pending is not None:
-                return await asyncio.shield(pending)
-            future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-            self._building[code_key] = future
-            try:
-                tree = await asyncio.to_thread(self._extract, code_key)
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: other waiters get it from shield()
-                raise
-            finally:
-                del self._building[code_key]
-            self._trees[code_key] = tree
-            future.set_result(tree)
-            return tree
+            # The extraction belongs to no caller: one cancelled acquirer must neither cancel
+            # the others nor leave an untracked tree behind when its thread finishes.
+            building = self._building.get(code_key)
+            if building is None:
+                building = asyncio.get_running_loop().create_task(self._build(code_key))
+                building.add_done_callback(_retrieve)
+                self._building[code_key] = building
+            return await asyncio.shield(building)
         except BaseException:
             self.release(code_key)
             raise
+
+    async def _build(self, code_key: str) -> Path:
+        try:
+            tree = await asyncio.to_thread(self._extract, code_key)
+        finally:
+            del self._building[code_key]
+        if code_key in self._users:
+            self._trees[code_key] = tree
+        else:  # every acquirer gave up while it was extracted
+            shutil.rmtree(tree, ignore_errors=True)
+        return tree
 
     def _extract(self, code_key: str) -> Path:
         dest = self.root / self._dirname(code_key)
@@ -88,3 +91,34 @@ class CodeCache:
             shutil.rmtree(tree, ignore_errors=True)
         self._trees.clear()
         self._users.clear()
+
+
+def link_tree(source: Path, dest: Path) -> int:
+    """Recreates ``source`` under the existing empty dir ``dest`` with hard links (both on the
+    scratch tmpfs: no data is copied). Returns the number of files linked."""
+    count = 0
+    for root, dirs, files in os.walk(source):
+        rel = os.path.relpath(root, source)
+        target = dest if rel == "." else dest / rel
+        for name in dirs:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), target / name)
+            else:
+                (target / name).mkdir()
+                os.chmod(target / name, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), target / name)
+            else:
+                os.link(path, target / name)
+                count += 1
+    return count
+
+
+def _retrieve(task: asyncio.Task[Path]) -> None:
+    """Waiters see a failed extraction through shield(); when none is left, nobody should be
+    warned about an exception never retrieved."""
+    if not task.cancelled():
+        task.exception()

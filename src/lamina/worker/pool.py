@@ -58,6 +58,9 @@ class Pool:
         self._idle: dict[EnvKey, list[tuple[float, PooledEnv]]] = defaultdict(list)
         self._busy: dict[str, tuple[EnvKey, PooledEnv]] = {}
         self._retired: set[str] = set()  # ids of busy envs to destroy on release
+        self._making: dict[object, EnvKey] = {}  # cold starts in progress, by lease ticket
+        self._stale_makes: set[object] = set()  # tickets retired while their env was starting
+        self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
 
@@ -69,20 +72,36 @@ class Pool:
     async def lease(
         self, key: EnvKey, make: Callable[[], Awaitable[PooledEnv]]
     ) -> AsyncIterator[tuple[PooledEnv, bool]]:
-        """An environment of ``key`` for one invoke, and whether it was a cold start."""
+        """An environment of ``key`` for one invoke, and whether it was a cold start.
+
+        If the body raises (cancellation included) the env is destroyed, not pooled: it may
+        still be in the middle of an invoke.
+        """
         env, cold = self._take_idle(key), False
         if env is None:
-            env, cold = await make(), True
+            # A retire() while make() runs must reach the env it is about to return.
+            ticket = object()
+            self._making[ticket] = key
+            try:
+                env, cold = await make(), True
+            finally:
+                del self._making[ticket]
+                stale = ticket in self._stale_makes
+                self._stale_makes.discard(ticket)
             self.cold_starts += 1
+            if stale:
+                self._retired.add(env.id)
         self._busy[env.id] = (key, env)
+        failed = True
         try:
             yield env, cold
+            failed = False
         finally:
             del self._busy[env.id]
             retired = env.id in self._retired
             self._retired.discard(env.id)
             expired = self.clock() - env.created >= self.max_lifetime
-            if env.healthy and not retired and not expired:
+            if env.healthy and not (failed or retired or expired or self._closed):
                 self._idle[key].append((self.clock(), env))
             else:
                 self._destroy_soon(env)
@@ -104,6 +123,9 @@ class Pool:
         for env_id, (key, _) in self._busy.items():
             if key.function == function and not keep(key):
                 self._retired.add(env_id)
+        for ticket, key in self._making.items():
+            if key.function == function and not keep(key):
+                self._stale_makes.add(ticket)
 
     def reap(self) -> int:
         """Destroys envs idle too long or past their lifetime; returns how many."""
@@ -144,7 +166,9 @@ class Pool:
             log.exception("destroying environment %s failed", env.id)
 
     async def close(self) -> None:
-        """Destroys every environment, idle and busy, and waits for the teardowns."""
+        """Destroys every environment, idle and busy, and waits for the teardowns; envs
+        released afterwards are destroyed too, never pooled."""
+        self._closed = True
         for key in list(self._idle):
             for _, env in self._idle.pop(key):
                 self._destroy_soon(env)

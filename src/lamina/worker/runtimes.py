@@ -54,16 +54,20 @@ class Runtimes:
         minor = sys.version_info.minor
         self.python = f"python3.{minor}"
         prefix = Path(sys.base_prefix)
+        python = f"{LANG_DIR}/bin/python3.{minor}"
+        lang = ((prefix, LANG_DIR), (BOOTSTRAP_DIR, f"{RUNTIME_DIR}/lamina"))
         self._python_launch = RuntimeLaunch(
-            argv=(f"{LANG_DIR}/bin/python3.{minor}", "-I", "-S", f"{RUNTIME_DIR}/lamina/lamina_python_runtime.py"),
-            binds=(
-                (prefix, LANG_DIR),
-                (BOOTSTRAP_DIR, f"{RUNTIME_DIR}/lamina"),
-                *_sdk_binds(),
-            ),
+            argv=(python, "-I", "-S", f"{RUNTIME_DIR}/lamina/lamina_python_runtime.py"),
+            binds=(*lang, *_sdk_binds()),
             env=(("PYTHONPATH", RUNTIME_DIR),),
         )
-        self._provided_launch = RuntimeLaunch(argv=(f"{TASK_ROOT}/bootstrap",), binds=(), env=())
+        # A custom runtime's standby is a small launcher that execs the zip's bootstrap once
+        # the function is assigned (the interpreter it needs is the host's, at /var/lang).
+        self._provided_launch = RuntimeLaunch(
+            argv=(python, "-I", "-S", f"{RUNTIME_DIR}/lamina/lamina_standby_exec.py"),
+            binds=lang,
+            env=(),
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -75,6 +79,18 @@ class Runtimes:
         if runtime in ("provided.al2023", "provided.al2"):
             return self._provided_launch
         raise InvalidParameterValue(f"The runtime {runtime} is not available on this Lamina host.")
+
+    def standby_env(self, runtime: str) -> dict[str, str]:
+        """The environment a standby of ``runtime`` starts with, before any function."""
+        return {
+            "PATH": PATH,
+            "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": TASK_ROOT,
+            "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+            **dict(self.launch(runtime).env),
+        }
 
     @staticmethod
     def execution_env(runtime: str) -> str:

@@ -97,6 +97,7 @@ class Scratch:
 
     def __init__(self, data_dir: Path, size_mb: int = 8192, base: Path = Path("/run/lamina")) -> None:
         instance = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        self.instance = instance  # names this server's kernel objects, wherever scratch lives
         self.root = base / instance
         self._mounted = False
         self.reclaim()

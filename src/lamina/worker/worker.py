@@ -14,17 +14,21 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from lamina.control.model import FunctionVersion
+from lamina.errors import SandboxError
 from lamina.runtime import Invocation, InvocationResult
 from lamina.sandbox.driver import SandboxDriver
 from lamina.telemetry.logs import LogStore
 from lamina.worker.code import CodeCache
-from lamina.worker.environment import EnvConfig, Environment, Failure
+from lamina.worker.environment import Assignment, Environment, Failure, StandbyConfig
 from lamina.worker.pool import EnvKey, Pool
 from lamina.worker.runtimes import LD_LIBRARY_PATH, PATH, RUNTIME_DIR, TASK_ROOT, Runtimes
+from lamina.worker.standby import Standbys
 
 INIT_TIMEOUT = 10.0
+DEFAULT_TMP_MB = 512
 LOG_TAIL_BYTES = 4096
 
 
@@ -52,6 +56,8 @@ class Worker:
         code: CodeCache,
         logs: LogStore,
         pool: Pool,
+        envs_dir: Path,
+        standby_stock: int = 1,
     ) -> None:
         self.region = region
         self.driver = driver
@@ -59,6 +65,10 @@ class Worker:
         self.code = code
         self.logs = logs
         self.pool = pool
+        self.envs_dir = envs_dir
+        self.standbys = Standbys(
+            self._warm_standby, {runtime: standby_stock for runtime in runtimes.names[:1]}
+        )
 
     def retire(self, function: str) -> None:
         """After an update or delete: no new invoke reaches the function's current envs."""
@@ -99,24 +109,53 @@ class Worker:
             env["AWS_LAMBDA_LOG_LEVEL"] = v.application_log_level
         return env
 
-    async def _make(self, v: FunctionVersion) -> Environment:
-        launch = self.runtimes.launch(v.runtime)
-        code_dir = await self.code.acquire(v.code_key)
+    async def spawn_standby(self, runtime: str, tmp_mb: int = DEFAULT_TMP_MB) -> Environment:
+        """A sandbox of ``runtime`` started and waiting for its function."""
+        launch = self.runtimes.launch(runtime)
+        config = StandbyConfig(runtime, launch.argv, self.runtimes.standby_env(runtime), launch.binds, tmp_mb)
+        env = Environment(config, self.driver, self.envs_dir)
+        try:
+            await env.spawn()
+        except BaseException:
+            await env.destroy()
+            raise
+        return env
+
+    async def _warm_standby(self, runtime: str) -> Environment:
+        """A standby for the stock: only counted once its runtime is loaded and parked."""
+        env = await self.spawn_standby(runtime)
+        if not await env.warm(INIT_TIMEOUT):
+            await env.destroy()
+            raise SandboxError("standby", f"a {runtime} standby did not come up")
+        return env
+
+    async def _make(self, v: FunctionVersion) -> tuple[Environment, Failure | None]:
+        """An environment assigned to ``v`` (a standby if one is ready) and its init's outcome."""
+        self.runtimes.launch(v.runtime)  # unknown runtimes fail before anything starts
+        env = self.standbys.take(v.runtime) if v.ephemeral_storage == DEFAULT_TMP_MB else None
+        if env is None:
+            env = await self.spawn_standby(v.runtime, v.ephemeral_storage)
+        try:
+            tree = await self.code.acquire(v.code_key)
+        except BaseException:
+            await env.destroy()
+            raise
         day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         stream = f"{day}/[{v.version}]{secrets.token_hex(16)}"
-        config = EnvConfig(
+        assignment = Assignment(
             function=v.name,
             version=v.version,
-            argv=launch.argv,
             env=self._environment_variables(v, stream),
-            code_dir=code_dir,
-            opt_dir=None,
-            binds=launch.binds,
+            code_tree=tree,
             memory_mb=v.memory_size,
-            tmp_mb=v.ephemeral_storage,
             log_stream=stream,
         )
-        return Environment(config, self.driver, on_destroy=lambda: self.code.release(v.code_key))
+        try:
+            failure = await env.assign(assignment, INIT_TIMEOUT, release=lambda: self.code.release(v.code_key))
+        except BaseException:
+            await env.destroy()  # gives the code tree back through ``release``, exactly once
+            raise
+        return env, failure
 
     async def run(self, v: FunctionVersion, inv: Invocation) -> RunResult:
         key = EnvKey(v.name, v.version, fingerprint(v))
@@ -124,20 +163,15 @@ class Worker:
         made: list[Failure] = []
 
         async def make() -> Environment:
-            env = await self._make(v)
-            try:
-                failure = await env.start(INIT_TIMEOUT)
-            except BaseException:
-                await env.destroy()
-                raise
+            env, failure = await self._make(v)
             if failure is not None:
                 made.append(failure)
             return env
 
         async with self.pool.lease(key, make) as (pooled, cold):
             env = pooled
-            assert isinstance(env, Environment)
-            stream = env.config.log_stream
+            assert isinstance(env, Environment) and env.assignment is not None
+            stream = env.assignment.log_stream
             start_ms = time.time() * 1000
             started = time.perf_counter()
             if made:
@@ -169,7 +203,12 @@ class Worker:
             tail = text[-LOG_TAIL_BYTES:] if len(text) > LOG_TAIL_BYTES else text
             return RunResult(outcome, v.version, tail, cold, duration_ms)
 
+    def start(self) -> None:
+        """Starts keeping the standby stock (call once the event loop runs)."""
+        self.standbys.start()
+
     async def close(self) -> None:
+        await self.standbys.close()
         await self.pool.close()
         self.code.clear()
 

@@ -304,9 +304,13 @@ def _handle(client: "rio.RuntimeClient", fn: object, headers: "dict[str, str]", 
 
 def main() -> int:
     _unbuffer_stdio()
+    client = rio.RuntimeClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+    env = rio.await_assignment(client)  # a standby waits here, interpreter already warm
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     _setup_path()
     _install_logging_hook()
-    client = rio.RuntimeClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
     try:
         fn = load_handler(os.environ.get("_HANDLER", ""))
     except Exception as exc:

@@ -115,6 +115,11 @@ class RuntimeClient:
             raise RuntimeApiGone("GET /next answered %d: %r" % (status, body[:200]))
         return headers, body
 
+    def get(self, path: str) -> "tuple[int, dict[str, str], bytes]":
+        """A plain GET (Lamina's standby assignment); returns (status, headers, body)."""
+        return self._request(
+            b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode("latin-1"), self._host_header), b"")
+
     def post(self, path: str, body: bytes, content_type: str,
              extra: "dict[str, str] | None" = None) -> int:
         """POST a response or error document; return the HTTP status."""
@@ -200,3 +205,27 @@ class RuntimeClient:
                 self._buf = self._buf[2:]
                 return b"".join(parts)
             parts.append(self._read_exact(sock, size + 2)[:-2])
+
+
+ASSIGNMENT_PATH = "/2018-06-01/runtime/lamina/assignment"
+
+
+STANDBY_FLAG = "--lamina-standby"
+
+
+def await_assignment(client: RuntimeClient) -> "dict[str, str] | None":
+    """In a standby sandbox (started with --lamina-standby: a flag, not a variable, so the
+    function's environment holds nothing of it), block until the worker assigns a function;
+    return that function's complete environment. None when not started as a standby."""
+    import sys
+
+    if STANDBY_FLAG not in sys.argv[1:]:
+        return None
+    status, _, body = client.get(ASSIGNMENT_PATH)
+    if status != 200:
+        raise RuntimeApiGone("assignment answered %d" % status)
+    doc = loads(body.decode("utf-8"))
+    env = doc["env"] if isinstance(doc, dict) else None
+    if not isinstance(env, dict):
+        raise RuntimeApiGone("malformed assignment")
+    return {str(k): str(v) for k, v in env.items()}
