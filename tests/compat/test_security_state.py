@@ -255,7 +255,8 @@ def handler(event, context):
 
 def test_runtime_api_accepts_only_the_current_request_id_once(lam: Any, functions: Functions,
                                                               fn_name: str) -> None:
-    create(functions, fn_name, RUNTIME_API)
+    # Generous timeout: seven Runtime API calls, one of them 7 MB, at 512 MB's CPU share.
+    create(functions, fn_name, RUNTIME_API, Timeout=60)
     resp, payload = invoke(lam, fn_name, {"secret": "event-one"})
     assert "FunctionError" not in resp
     assert payload == "first", "the first answer for the current id is the one that counts"

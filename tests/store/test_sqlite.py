@@ -108,3 +108,45 @@ def test_list_functions_pages_by_name(store: SqliteMetadataStore) -> None:
     with store.transaction() as tx:
         assert [f.name for f in tx.list_functions(None, 2)] == ["a", "b"]
         assert [f.name for f in tx.list_functions("b", 2)] == ["c"]
+
+
+def test_layer_versions_are_never_reused_and_list_newest_first(store: SqliteMetadataStore) -> None:
+    from lamina.control.model import LayerVersion
+
+    def layer(version: int) -> LayerVersion:
+        return LayerVersion("lib", version, "arn:l", f"arn:l:{version}", "t", "sha", 1, "k", 2)
+
+    with store.transaction() as tx:
+        assert tx.next_layer_version("lib") == 1
+        tx.put_layer_version(layer(1))
+        assert tx.next_layer_version("lib") == 2
+        tx.put_layer_version(layer(2))
+    with store.transaction() as tx:
+        assert [v.version for v in tx.list_layer_versions("lib")] == [2, 1]
+        tx.delete_layer_version("lib", 2)
+        tx.delete_layer_version("lib", 1)
+        assert tx.list_layer_names(None, 10) == []
+        assert tx.next_layer_version("lib") == 3
+
+
+def test_event_invoke_configs_go_with_their_function(store: SqliteMetadataStore) -> None:
+    from lamina.control.model import EventInvokeConfig
+
+    with store.transaction() as tx:
+        tx.put_function(Function("f", "arn", "t"))
+        tx.put_event_invoke_config(EventInvokeConfig("f", "$LATEST", "arn:$LATEST", 1.0, 0))
+    with store.transaction() as tx:
+        assert [c.maximum_retry_attempts for c in tx.list_event_invoke_configs("f")] == [0]
+        tx.delete_function("f")
+    with store.transaction() as tx:
+        assert tx.list_event_invoke_configs("f") == []
+
+
+def test_generation_moves_on_writes_only(store: SqliteMetadataStore) -> None:
+    before = store.generation
+    with store.transaction() as tx:
+        tx.get_function("nope")
+    assert store.generation == before
+    with store.transaction() as tx:
+        tx.put_setting("k", "v")
+    assert store.generation == before + 1

@@ -112,3 +112,54 @@ class AccessKey:
     created: str
     session_token: str | None = None
     expires: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerVersion:
+    """One published version of a layer (immutable once published, except its policy)."""
+
+    name: str
+    version: int
+    layer_arn: str
+    version_arn: str
+    created: str
+    code_sha256: str
+    code_size: int
+    code_key: str  # artifact store key of the encrypted zip
+    unzipped_size: int
+    description: str = ""
+    compatible_runtimes: tuple[str, ...] = ()
+    compatible_architectures: tuple[str, ...] = ()
+    license_info: str | None = None
+    policy: Mapping[str, object] | None = None  # the layer version's resource policy document
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> LayerVersion:
+        values = dict(doc)
+        values["compatible_runtimes"] = tuple(values.get("compatible_runtimes", ()))
+        values["compatible_architectures"] = tuple(values.get("compatible_architectures", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EventInvokeConfig:
+    """Asynchronous invocation settings of a function, version or alias."""
+
+    function: str
+    qualifier: str  # "$LATEST", a version or an alias
+    function_arn: str  # qualified ARN as AWS reports it
+    last_modified: float  # epoch seconds
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_seconds: int | None = None
+    on_success: str | None = None  # destination ARN
+    on_failure: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> EventInvokeConfig:
+        return cls(**doc)

@@ -10,7 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from lamina.control.model import AccessKey, Alias, Function, FunctionVersion
+from lamina.control.model import (
+    AccessKey,
+    Alias,
+    EventInvokeConfig,
+    Function,
+    FunctionVersion,
+    LayerVersion,
+)
 from lamina.errors import StoreError
 
 
@@ -50,6 +57,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE settings (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE layers (
+        name TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    );
+    CREATE TABLE layer_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE event_invoke_configs (
+        function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (function, qualifier)
     );
     """,
 )
@@ -257,6 +282,76 @@ class SqliteTransaction:
             key.access_key_id,
             json.dumps(doc),
             secret,
+        )
+
+    # layers (a layer's version numbers are never reused, even after every version is deleted)
+
+    def next_layer_version(self, name: str) -> int:
+        row = self._one("SELECT last_version FROM layers WHERE name = ?", name)
+        number = (row[0] if row else 0) + 1
+        self._exec(
+            "INSERT INTO layers(name, last_version) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET last_version = excluded.last_version",
+            name,
+            number,
+        )
+        return int(number)
+
+    def get_layer_version(self, name: str, version: int) -> LayerVersion | None:
+        row = self._one("SELECT doc FROM layer_versions WHERE name = ? AND version = ?", name, version)
+        return LayerVersion.from_doc(json.loads(row[0])) if row else None
+
+    def list_layer_versions(self, name: str) -> list[LayerVersion]:
+        """Newest first, as ListLayerVersions answers."""
+        rows = self._all("SELECT doc FROM layer_versions WHERE name = ? ORDER BY version DESC", name)
+        return [LayerVersion.from_doc(json.loads(r[0])) for r in rows]
+
+    def list_layer_names(self, after: str | None, limit: int) -> list[str]:
+        rows = self._all(
+            "SELECT DISTINCT name FROM layer_versions WHERE name > ? ORDER BY name LIMIT ?",
+            after or "",
+            limit,
+        )
+        return [r[0] for r in rows]
+
+    def put_layer_version(self, layer: LayerVersion) -> None:
+        self._exec(
+            "INSERT INTO layer_versions(name, version, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT(name, version) DO UPDATE SET doc = excluded.doc",
+            layer.name,
+            layer.version,
+            json.dumps(layer.to_doc()),
+        )
+
+    def delete_layer_version(self, name: str, version: int) -> None:
+        self._exec("DELETE FROM layer_versions WHERE name = ? AND version = ?", name, version)
+
+    # asynchronous invocation settings
+
+    def get_event_invoke_config(self, function: str, qualifier: str) -> EventInvokeConfig | None:
+        row = self._one(
+            "SELECT doc FROM event_invoke_configs WHERE function = ? AND qualifier = ?", function, qualifier
+        )
+        return EventInvokeConfig.from_doc(json.loads(row[0])) if row else None
+
+    def list_event_invoke_configs(self, function: str) -> list[EventInvokeConfig]:
+        rows = self._all(
+            "SELECT doc FROM event_invoke_configs WHERE function = ? ORDER BY qualifier", function
+        )
+        return [EventInvokeConfig.from_doc(json.loads(r[0])) for r in rows]
+
+    def put_event_invoke_config(self, config: EventInvokeConfig) -> None:
+        self._exec(
+            "INSERT INTO event_invoke_configs(function, qualifier, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT(function, qualifier) DO UPDATE SET doc = excluded.doc",
+            config.function,
+            config.qualifier,
+            json.dumps(config.to_doc()),
+        )
+
+    def delete_event_invoke_config(self, function: str, qualifier: str) -> None:
+        self._exec(
+            "DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", function, qualifier
         )
 
     # settings
