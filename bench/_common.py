@@ -390,3 +390,17 @@ class ForkWatcher:
             self._thread.join()
         if self._sock is not None:
             self._sock.close()
+
+
+def wait_standby_full(endpoint: str, timeout: float = 30.0) -> None:
+    """Waits until the server's standby stock is full (health shows it), so background
+    refills of standby sandboxes do not run inside a phase that counts spawned processes."""
+    import json as _json
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{endpoint}/_lamina/health", timeout=2) as resp:
+            stock = _json.loads(resp.read()).get("standby", {})
+        if all(s["ready"] >= s["target"] for s in stock.values()):
+            return
+        time.sleep(0.05)

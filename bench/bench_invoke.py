@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     stop_process,
     summary,
     time_cmd,
+    wait_standby_full,
 )
 from botocore.config import Config  # noqa: E402
 
@@ -226,6 +227,7 @@ def throughput(server: Server, function: str, clients: int, duration: float) -> 
     try:
         for _, ready_r, _, _ in kids:
             os.read(ready_r, 1)
+        wait_standby_full(server.endpoint)  # the warm-up's cold starts used standbys up
         with ForkWatcher(server.process.pid) as watcher:
             for _, _, go_w, _ in kids:
                 os.write(go_w, b"g")
@@ -325,6 +327,7 @@ def run(plan: Plan, baselines_path: Path | None) -> dict[str, Any]:
         lamina["cold"].append(cold_starts(lam, client, 128, plan.cold_n))
         create_function(lam, "bench-warm", 1769, make_zip())
         invoke_ok(client, "bench-warm")
+        wait_standby_full(server.endpoint)  # standby refills are background work, not the warm path
         with ForkWatcher(server.process.pid) as watcher:
             lamina["warm"] = warm_latency(client, "bench-warm", plan.warm_n)
         forks = {"1769 MB cold phase (control)": asdict(cold_forks),

@@ -25,6 +25,9 @@ from lamina.api.app import App, LambdaService
 from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
 from lamina.api.lambda_functions import FunctionHandlers
 from lamina.api.lambda_invoke import InvokeHandlers
+from lamina.api.lambda_layers import LAYER_PATH_PREFIX, LayerHandlers, layer_path_for
+from lamina.api.lambda_layers import download as layer_download
+from lamina.control.layers import Layers
 from lamina.api.wire import ServiceModel
 from lamina.control.aliases import Aliases
 from lamina.control.archives import ArchiveLimits
@@ -160,6 +163,9 @@ def build(settings: Settings) -> Platform:
     runtimes = Runtimes()
     functions = Functions(settings, store, artifacts, runtimes.names)
     aliases = Aliases(functions)
+    layers = Layers(settings, store, artifacts)
+    functions.layers = layers
+    layers.sweep()
 
     scratch = Scratch(settings.data_dir)
     driver = BwrapDriver(
@@ -171,13 +177,14 @@ def build(settings: Settings) -> Platform:
     logs = LogStore(settings.data_dir / "logs.db")
     code = CodeCache(
         scratch.code,
-        lambda key: functions.read_code_key(key),
+        lambda key: layers.read_layer_key(key) if key.startswith("layer/") else functions.read_code_key(key),
         ArchiveLimits.from_settings(settings.limits),
     )
     pool = Pool(idle_timeout=settings.env_idle_seconds, max_lifetime=settings.env_max_lifetime_seconds)
     worker = Worker(
         region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool,
         envs_dir=scratch.envs, standby_stock=settings.standby_per_runtime,
+        layers_for=layers.for_function,
     )
     concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
     for name, value in functions.reservations().items():
@@ -207,8 +214,17 @@ def build(settings: Settings) -> Platform:
             region=settings.region, service="lambda", expires=settings.presign_seconds, now=_now(),
         )
 
+    def presign_layer(endpoint: str, name: str, version: int) -> str:
+        return sigv4.presign_url(
+            method="GET", endpoint=endpoint, path=layer_path_for(name, version), query={},
+            key=download_secret, region=settings.region, service="lambda",
+            expires=settings.presign_seconds, now=_now(),
+        )
+
     async def code_download(request: sigv4.HttpRequest) -> bytes:
         download_verifier.verify(request)
+        if request.raw_path.startswith(LAYER_PATH_PREFIX):
+            return await layer_download(layers, request.raw_path)
         parts = request.raw_path.split("/")
         if len(parts) != 5:
             raise AccessDenied("Access Denied")
@@ -222,6 +238,7 @@ def build(settings: Settings) -> Platform:
         **AliasHandlers(aliases).handlers(),
         **AccountHandlers(functions, settings).handlers(),
         **InvokeHandlers(invoke_service, functions, concurrency).handlers(),
+        **LayerHandlers(layers, presign_layer).handlers(),
     }
     limits = settings.limits
     lambda_service = LambdaService(
@@ -236,7 +253,8 @@ def build(settings: Settings) -> Platform:
     )
     platform_ref: list[Platform] = []
     app = App(verifier, lambda_service, code_download, ready=lambda: bool(platform_ref and platform_ref[0].ready),
-              region=settings.region)
+              region=settings.region,
+              status=lambda: {"standby": worker.standbys.status()})
     platform = Platform(settings, keys, store, functions, app, admin, worker, logs, scratch, driver)
     platform_ref.append(platform)
     return platform

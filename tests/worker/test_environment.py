@@ -347,3 +347,27 @@ async def test_cancelled_invoke_leaves_env_unhealthy(tmp_path: Path) -> None:
         assert not h.env.healthy
 
     await with_env(tmp_path, hangs, body)
+
+
+@aio
+async def test_frozen_while_idle_but_never_when_an_event_is_delivered(tmp_path: Path) -> None:
+    """AWS freezes an environment once its runtime asks for the next event; an event must
+    never reach a frozen runtime (a real one would hang until the timeout)."""
+    seen_frozen: list[bool] = []
+
+    async def recording(rt: Runtime, sandbox: FakeSandbox) -> None:
+        while True:
+            request_id, payload = await rt.next()
+            seen_frozen.append(sandbox.frozen)
+            assert await rt.respond(request_id, payload) == 202
+
+    async def body(h: Harness) -> None:
+        assert await h.start() is None
+        for n in range(50):  # back to back: the next invoke races the runtime's next poll
+            result = await h.env.invoke(invocation(str(n).encode()), 2.0)
+            assert isinstance(result, InvocationResult) and result.ok
+        await asyncio.sleep(0.05)  # the runtime parks on GET /next again
+        assert seen_frozen == [False] * 50
+        assert h.sandbox.frozen, "an idle environment whose runtime waits is frozen"
+
+    await with_env(tmp_path, recording, body)

@@ -69,12 +69,14 @@ class App:
         code_download: Callable[[sigv4.HttpRequest], Awaitable[bytes]],
         ready: Callable[[], bool],
         region: str,
+        status: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.region = region
         self.verifier = verifier
         self.lambda_service = lambda_service
         self.code_download = code_download
         self.ready = ready
+        self.status = status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -132,10 +134,10 @@ class App:
         path: str = scope["path"]
         if path == "/_lamina/health" and scope["method"] in ("GET", "HEAD"):
             ok = self.ready()
-            body = json.dumps({"status": "ok" if ok else "starting"}).encode()
+            body = json.dumps({"status": "ok" if ok else "starting", **self.status()}).encode()
             await _send(send, 200 if ok else 503, body, "application/json", request_id)
             return
-        if path.startswith("/_lamina/code/") and scope["method"] == "GET":
+        if path.startswith(("/_lamina/code/", "/_lamina/layer/")) and scope["method"] == "GET":
             request = sigv4.HttpRequest(
                 method="GET",
                 raw_path=(scope.get("raw_path") or path.encode()).decode("latin-1"),

@@ -39,7 +39,8 @@ def function_configuration(v: FunctionVersion, arn: str | None = None) -> dict[s
     if v.environment:
         out["Environment"] = {"Variables": dict(v.environment)}
     if v.layers:
-        out["Layers"] = [{"Arn": arn_, "CodeSize": 0} for arn_ in v.layers]
+        sizes = v.layer_code_sizes if len(v.layer_code_sizes) == len(v.layers) else (0,) * len(v.layers)
+        out["Layers"] = [{"Arn": arn_, "CodeSize": size} for arn_, size in zip(v.layers, sizes, strict=True)]
     if v.dead_letter_target:
         out["DeadLetterConfig"] = {"TargetArn": v.dead_letter_target}
     if v.kms_key_arn:

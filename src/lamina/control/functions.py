@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from lamina.control import arns, validation
-from lamina.control.archives import ArchiveLimits, inspect_zip
+from lamina.control.archives import ArchiveLimits, ArchiveSummary, inspect_zip
 from lamina.control.changes import ConfigChange
+from lamina.control.event_config import check_dead_letter_target
 from lamina.control.model import LATEST, Alias, Function, FunctionVersion
 from lamina.errors import (
     ArchiveError,
@@ -33,6 +35,9 @@ from lamina.errors import (
 from lamina.settings import Settings
 from lamina.store.artifacts import ArtifactStore
 from lamina.store.metadata import MetadataStore, Transaction
+
+if TYPE_CHECKING:
+    from lamina.control.layers import Layers
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,8 @@ class Functions:
         # Observers told when a function's code or configuration changes (the worker pool
         # retires environments of the old one).
         self.on_change: list[Callable[[str], None]] = []
+        # Set by the server assembly; without it, Layers are stored unchecked (unit tests).
+        self.layers: Layers | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -145,11 +152,24 @@ class Functions:
         arn, version, digest = rest.rsplit("/", 2)
         return self.artifacts.get(code_key, self.code_aad(arn, version, digest))
 
-    def check_zip(self, data: bytes) -> None:
+    def check_zip(self, data: bytes) -> ArchiveSummary:
         try:
-            inspect_zip(data, self._archive_limits)
+            return inspect_zip(data, self._archive_limits)
         except ArchiveError as exc:
             raise InvalidParameterValue(exc.reason) from exc
+
+    def _layer_fields(self, layers: tuple[str, ...] | None, unzipped: int) -> dict[str, Any]:
+        """Checks a new Layers list (AWS's errors, 250 MB with the code); its stored fields."""
+        if layers is None or self.layers is None:
+            return {}
+        resolved = self.layers.resolve_for_function(layers)
+        self.layers.check_combined_size(unzipped, resolved)
+        return {"layer_code_sizes": tuple(layer.code_size for layer in resolved)}
+
+    def _check_code_with_layers(self, latest: FunctionVersion, unzipped: int) -> None:
+        """New code must fit in 250 MB beside the layers the function already uses."""
+        if latest.layers and self.layers is not None:
+            self.layers.check_combined_size(unzipped, self.layers.for_function(latest.layers))
 
     def _check_config(self, change: ConfigChange) -> None:
         validation.validate_function_config(
@@ -185,7 +205,9 @@ class Functions:
         if change.handler is None:
             raise InvalidParameterValue("Handler is required for .zip file deployment packages.")
         self._check_config(change)
-        self.check_zip(code)
+        check_dead_letter_target(self, ref.name, change.dead_letter_target)
+        summary = self.check_zip(code)
+        layer_fields = self._layer_fields(change.layers, summary.unzipped_bytes)
         arn = self.arn(ref.name)
         with self.store.transaction() as tx:
             if tx.get_function(ref.name) is not None:
@@ -204,7 +226,9 @@ class Functions:
             state="Pending",
             state_reason="The function is being created.",
             state_reason_code="Creating",
+            unzipped_size=summary.unzipped_bytes,
             **change.values(),
+            **layer_fields,
         )
         with self.store.transaction() as tx:
             if tx.get_function(ref.name) is not None:
@@ -332,9 +356,10 @@ class Functions:
         ref = self.ref(function_name)
         if ref.qualifier is not None:
             raise InvalidParameterValue("Qualifier is not supported by UpdateFunctionCode.")
-        self.check_zip(code)
+        summary = self.check_zip(code)
         with self.store.transaction() as tx:
             latest = self._latest_for_update(tx, ref.name, revision_id)
+        self._check_code_with_layers(latest, summary.unzipped_bytes)
         if dry_run:
             return latest.replace(code_sha256=code_sha256(code), code_size=len(code))
         key, sha, size = await asyncio.to_thread(self._store_code, latest.arn, LATEST, code)
@@ -344,6 +369,7 @@ class Functions:
                 code_key=key,
                 code_sha256=sha,
                 code_size=size,
+                unzipped_size=summary.unzipped_bytes,
                 revision_id=self._revision(),
                 last_modified=self._now(),
                 last_update_status="InProgress",
@@ -368,10 +394,17 @@ class Functions:
         if ref.qualifier is not None:
             raise InvalidParameterValue("Qualifier is not supported by UpdateFunctionConfiguration.")
         self._check_config(change)
+        check_dead_letter_target(self, ref.name, change.dead_letter_target)
+        layer_fields: dict[str, Any] = {}
+        if change.layers is not None:
+            with self.store.transaction() as tx:
+                current = self._latest_for_update(tx, ref.name, revision_id)
+            layer_fields = self._layer_fields(change.layers, current.unzipped_size)
         with self.store.transaction() as tx:
             latest = self._latest_for_update(tx, ref.name, revision_id)
             updated = latest.replace(
                 **change.values(),
+                **layer_fields,
                 revision_id=self._revision(),
                 last_modified=self._now(),
                 last_update_status="InProgress",

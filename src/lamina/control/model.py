@@ -50,6 +50,12 @@ class FunctionVersion:
     architectures: tuple[str, ...] = ("x86_64",)
     environment: Mapping[str, str] = field(default_factory=dict)  # encrypted at rest by the store
     layers: tuple[str, ...] = ()
+    # CodeSize of each layer in ``layers``, taken when the layers were set: a deleted layer
+    # version still reports its size, as on AWS.
+    layer_code_sizes: tuple[int, ...] = ()
+    # Bytes the version's own zip unpacks to; with the layers' it must stay within 250 MB.
+    # Documents stored before this field existed read as 0.
+    unzipped_size: int = 0
     tracing_mode: str = "PassThrough"
     package_type: str = "Zip"
     dead_letter_target: str | None = None
@@ -83,6 +89,7 @@ class FunctionVersion:
         values = {k: v for k, v in doc.items() if k in known}
         values["architectures"] = tuple(values.get("architectures", ("x86_64",)))
         values["layers"] = tuple(values.get("layers", ()))
+        values["layer_code_sizes"] = tuple(values.get("layer_code_sizes", ()))
         return cls(environment=dict(environment), **values)
 
 
@@ -132,6 +139,9 @@ class LayerVersion:
     compatible_architectures: tuple[str, ...] = ()
     license_info: str | None = None
     policy: Mapping[str, object] | None = None  # the layer version's resource policy document
+    # Set by DeleteLayerVersion while function versions still use the layer version: hidden
+    # from the layer API, kept (with its artifact) for those functions until swept.
+    deleted_at: float | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from lamina.control.aliases import pick_version
@@ -24,11 +25,16 @@ from lamina.errors import (
     ResourceConflict,
 )
 from lamina.invoke.concurrency import Concurrency
+from lamina.invoke.events import QueuedEvent
 from lamina.runtime import Invocation, InvocationResult
 from lamina.worker.environment import Failure
 from lamina.worker.worker import Worker, encode_tail
 
 SYNC_PAYLOAD_LIMIT = 6_291_456
+ASYNC_PAYLOAD_LIMIT = 1_048_576  # AWS's Event invoke limit (raised from 256 KB in 2025)
+
+# Writes an Event invoke durably; returns only once it would survive a crash (EventQueue.put).
+Enqueue = Callable[[QueuedEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -81,12 +87,16 @@ def error_document(error_type: str, message: str, request_id: str) -> bytes:
 
 class InvokeService:
     def __init__(
-        self, functions: Functions, worker: Worker, concurrency: Concurrency, rng: random.Random | None = None
+        self, functions: Functions, worker: Worker, concurrency: Concurrency, rng: random.Random | None = None,
+        enqueue: Enqueue | None = None, async_payload_limit: int = ASYNC_PAYLOAD_LIMIT,
     ) -> None:
         self.functions = functions
         self.worker = worker
         self.concurrency = concurrency
         self.rng = rng or random.Random()
+        # None until the durable queue is wired: Event invokes are refused rather than lost.
+        self.enqueue = enqueue
+        self.async_payload_limit = async_payload_limit
 
     def _target(self, request: InvokeRequest) -> tuple[FunctionVersion, str]:
         """The version to run and the ARN the caller invoked (weighted aliases pick a version)."""
@@ -108,6 +118,8 @@ class InvokeService:
         return version, self.functions.arn(resolved.function.name, ref.qualifier)
 
     async def invoke(self, request: InvokeRequest) -> InvokeOutcome:
+        if request.invocation_type == "Event" and self.enqueue is not None:
+            return await self._enqueue(request, self.enqueue)
         if request.invocation_type not in ("RequestResponse", "DryRun"):
             raise InvalidParameterValue(
                 "Lamina does not support Event (asynchronous) invocations yet; "
@@ -142,6 +154,31 @@ class InvokeService:
             log_result=encode_tail(run.log_tail) if request.log_type == "Tail" else None,
             request_id=request_id,
         )
+
+    async def _enqueue(self, request: InvokeRequest, enqueue: Enqueue) -> InvokeOutcome:
+        """Event: check what a sync invoke checks, write the event durably, answer 202.
+
+        The 202 goes out only after ``enqueue`` returned, so an acknowledged event is never lost;
+        its request id (the API's x-amzn-RequestId) stays the same on every attempt."""
+        if len(request.payload) > self.async_payload_limit:
+            raise RequestTooLarge(
+                f"Request must be smaller than {self.async_payload_limit} bytes for the InvokeAsync operation"
+            )
+        version, _ = self._target(request)
+        check_json(request.payload)
+        request_id = request.request_id or str(uuid.uuid4())
+        await enqueue(
+            QueuedEvent(
+                request_id=request_id,
+                function=version.name,
+                qualifier=self.functions.ref(request.function_name, request.qualifier).qualifier,
+                payload=request.payload or b"{}",
+                enqueued_at=time.time(),
+                trace_id=request.trace_id or new_trace_id(),
+                client_context=request.client_context,
+            )
+        )
+        return InvokeOutcome(status=202, payload=b"", request_id=request_id)
 
 
 def _answer(outcome: InvocationResult | Failure, request_id: str) -> tuple[bytes, str | None]:

@@ -150,6 +150,11 @@ class RuntimeChannel:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def parked(self) -> bool:
+        """The runtime waits on GET /next with nothing to do."""
+        return self._waiter is not None and self._queued is None
+
     # -- the HTTP protocol's side -----------------------------------------------------------
 
     def connected(self, conn: NextWaiter) -> None:

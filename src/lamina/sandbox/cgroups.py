@@ -127,23 +127,32 @@ class Cgroup:
 
     def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs
-        self._fds: dict[Path, int] = {}
+        self._fds: dict[tuple[str, str, int], int] = {}
 
-    def _pread(self, path: Path) -> str:
-        fd = self._fds.get(path)
-        if fd is None:
-            with _step("cgroup read", path):
-                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        with _step("cgroup read", path):
-            return os.pread(fd, 4096, 0).decode()
-
-    def _pwrite(self, path: Path, value: bytes) -> None:
-        key = path.with_name(path.name + ":w")
+    def _fd(self, controller: str, name: str, flags: int) -> int:
+        """An open fd of one of the group's files; kept open (the hot path reads and writes
+        these on every invoke), keyed by plain strings so no path is built per call."""
+        key = (controller, name, flags)
         fd = self._fds.get(key)
-        with _step("cgroup write", path):
-            if fd is None:
-                fd = self._fds[key] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        if fd is None:
+            path = self.dirs[controller] / name
+            with _step("cgroup open", path):
+                fd = self._fds[key] = os.open(path, flags | os.O_CLOEXEC)
+        return fd
+
+    def _pread(self, controller: str, name: str) -> str:
+        fd = self._fd(controller, name, os.O_RDONLY)
+        try:
+            return os.pread(fd, 4096, 0).decode()
+        except OSError as exc:
+            raise SandboxError("cgroup read", f"{controller}/{name}: {exc.strerror}", exc.errno) from exc
+
+    def _pwrite(self, controller: str, name: str, value: bytes) -> None:
+        fd = self._fd(controller, name, os.O_WRONLY)
+        try:
             os.pwrite(fd, value, 0)
+        except OSError as exc:
+            raise SandboxError("cgroup write", f"{controller}/{name}: {exc.strerror}", exc.errno) from exc
 
     def _close_files(self) -> None:
         for fd in self._fds.values():
@@ -204,7 +213,7 @@ class CgroupV1(Cgroup):
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota_us))
 
     def freeze(self, frozen: bool) -> None:
-        self._pwrite(self.dirs["freezer"] / "freezer.state", b"FROZEN" if frozen else b"THAWED")
+        self._pwrite("freezer", "freezer.state", b"FROZEN" if frozen else b"THAWED")
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         mem = self.dirs["memory"]
@@ -233,11 +242,10 @@ class CgroupV1(Cgroup):
 
     def usage(self) -> Usage:
         # Read after every invoke (the REPORT line): files stay open, one pread each.
-        mem = self.dirs["memory"]
         return Usage(
-            max_memory_bytes=int(self._pread(mem / "memory.max_usage_in_bytes")),
-            oom_killed=_keyed(self._pread(mem / "memory.oom_control"), "oom_kill") > 0,
-            cpu_time_ns=int(self._pread(self.dirs["cpuacct"] / "cpuacct.usage")),
+            max_memory_bytes=int(self._pread("memory", "memory.max_usage_in_bytes")),
+            oom_killed=_keyed(self._pread("memory", "memory.oom_control"), "oom_kill") > 0,
+            cpu_time_ns=int(self._pread("cpuacct", "cpuacct.usage")),
         )
 
 
@@ -258,7 +266,7 @@ class CgroupV2(Cgroup):
         _write(self.dirs["unified"] / "cpu.max", f"{quota_us} {period_us}")
 
     def freeze(self, frozen: bool) -> None:
-        self._pwrite(self.dirs["unified"] / "cgroup.freeze", b"1" if frozen else b"0")
+        self._pwrite("unified", "cgroup.freeze", b"1" if frozen else b"0")
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         _write(self.dirs["unified"] / "memory.max", str(limit_bytes))

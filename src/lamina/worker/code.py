@@ -94,27 +94,45 @@ class CodeCache:
 
 
 def link_tree(source: Path, dest: Path) -> int:
-    """Recreates ``source`` under the existing empty dir ``dest`` with hard links (both on the
-    scratch tmpfs: no data is copied). Returns the number of files linked."""
+    """Recreates ``source`` under the existing dir ``dest`` with hard links (both on the scratch
+    tmpfs: no data is copied). Merges into what ``dest`` already holds, a file of ``source``
+    replacing one of the same name (so layers linked in order overlay each other as on AWS).
+    Returns the number of files linked."""
     count = 0
     for root, dirs, files in os.walk(source):
         rel = os.path.relpath(root, source)
         target = dest if rel == "." else dest / rel
         for name in dirs:
             path = os.path.join(root, name)
+            there = target / name
             if os.path.islink(path):
-                os.symlink(os.readlink(path), target / name)
-            else:
-                (target / name).mkdir()
-                os.chmod(target / name, 0o755)
+                _replace(there)
+                os.symlink(os.readlink(path), there)
+            elif there.is_symlink() or (there.exists() and not there.is_dir()):
+                _replace(there)
+                there.mkdir()
+                os.chmod(there, 0o755)
+            elif not there.exists():
+                there.mkdir()
+                os.chmod(there, 0o755)
         for name in files:
             path = os.path.join(root, name)
+            there = target / name
+            _replace(there)
             if os.path.islink(path):
-                os.symlink(os.readlink(path), target / name)
+                os.symlink(os.readlink(path), there)
             else:
-                os.link(path, target / name)
+                os.link(path, there)
                 count += 1
     return count
+
+
+def _replace(path: Path) -> None:
+    """Clears the way for a later layer's entry of the same name."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def _retrieve(task: asyncio.Task[Path]) -> None:

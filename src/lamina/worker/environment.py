@@ -81,6 +81,7 @@ class Assignment:
     code_tree: Path  # extracted code (on the scratch tmpfs), linked into /var/task
     memory_mb: int
     log_stream: str
+    layer_trees: tuple[Path, ...] = ()  # extracted layers, merged in order into /opt
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,9 @@ class Environment:
     def _freeze(self) -> None:
         """The runtime asked for its next event: nothing of the function runs until it gets
         one (AWS freezes the environment at this point too)."""
-        if self._sandbox is not None and self.state in (EnvState.STARTING, EnvState.BUSY, EnvState.IDLE):
+        # Never while BUSY: an invoke may already be on its way to this very poll (it thawed
+        # the env and its delivery is scheduled); invoke() freezes on its way back instead.
+        if self._sandbox is not None and self.state in (EnvState.STARTING, EnvState.IDLE):
             self._sandbox.freeze()
 
     async def warm(self, timeout: float) -> bool:
@@ -186,7 +189,7 @@ class Environment:
         self.assignment = assignment
         self._on_destroy = release
         started = time.perf_counter()
-        await asyncio.to_thread(link_tree, assignment.code_tree, self.workdir / "task")
+        await asyncio.to_thread(self._link, assignment)
         self._sandbox.resize(assignment.memory_mb)
         env = {**assignment.env, "AWS_LAMBDA_RUNTIME_API": RUNTIME_API}
         self._channel.assign(json.dumps({"env": env}).encode())
@@ -207,6 +210,11 @@ class Environment:
         self._failed = True
         self.state = EnvState.DEAD
         return failure
+
+    def _link(self, assignment: Assignment) -> None:
+        link_tree(assignment.code_tree, self.workdir / "task")
+        for tree in assignment.layer_trees:  # a later layer's file wins, as on AWS
+            link_tree(tree, self.workdir / "opt")
 
     def _init_failure(self, ready: asyncio.Future[None], done: set[Any], timeout: float) -> Failure:
         if ready in done:
@@ -250,6 +258,8 @@ class Environment:
             if result.env_misbehaved:
                 self._failed = True
             self.state = EnvState.IDLE
+            if self._channel.parked:  # the runtime already asked for its next event
+                self._freeze()
             return result
         call.cancel()
         self._failed = True

@@ -53,6 +53,13 @@ class Standbys:
     def count(self, runtime: str) -> int:
         return len(self._stock.get(runtime, ()))
 
+    def status(self) -> dict[str, dict[str, int]]:
+        """Per runtime: standbys ready now and the stock kept (the health endpoint shows it)."""
+        return {
+            runtime: {"ready": sum(env.alive for env in self._stock[runtime]), "target": target}
+            for runtime, target in self.targets.items()
+        }
+
     async def _refill(self) -> None:
         """The refill loop: waits to be woken, tops every stock up, backs off on errors."""
         backoff = 0.5

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lamina.control.model import FunctionVersion
+from collections.abc import Callable
+
+from lamina.control.model import FunctionVersion, LayerVersion
 from lamina.errors import SandboxError
 from lamina.runtime import Invocation, InvocationResult
 from lamina.sandbox.driver import SandboxDriver
@@ -58,6 +60,7 @@ class Worker:
         pool: Pool,
         envs_dir: Path,
         standby_stock: int = 1,
+        layers_for: Callable[[tuple[str, ...]], tuple[LayerVersion, ...]] = lambda arns: (),
     ) -> None:
         self.region = region
         self.driver = driver
@@ -66,6 +69,7 @@ class Worker:
         self.logs = logs
         self.pool = pool
         self.envs_dir = envs_dir
+        self.layers_for = layers_for  # layer version ARNs -> versions (deleted ones included)
         self.standbys = Standbys(
             self._warm_standby, {runtime: standby_stock for runtime in runtimes.names[:1]}
         )
@@ -135,23 +139,34 @@ class Worker:
         env = self.standbys.take(v.runtime) if v.ephemeral_storage == DEFAULT_TMP_MB else None
         if env is None:
             env = await self.spawn_standby(v.runtime, v.ephemeral_storage)
+        keys = (v.code_key, *(layer.code_key for layer in self.layers_for(v.layers)))
+        trees: list[Path] = []
         try:
-            tree = await self.code.acquire(v.code_key)
+            for key in keys:
+                trees.append(await self.code.acquire(key))
         except BaseException:
+            for key in keys[: len(trees)]:
+                self.code.release(key)
             await env.destroy()
             raise
+
+        def release() -> None:
+            for key in keys:
+                self.code.release(key)
+
         day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         stream = f"{day}/[{v.version}]{secrets.token_hex(16)}"
         assignment = Assignment(
             function=v.name,
             version=v.version,
             env=self._environment_variables(v, stream),
-            code_tree=tree,
+            code_tree=trees[0],
             memory_mb=v.memory_size,
             log_stream=stream,
+            layer_trees=tuple(trees[1:]),
         )
         try:
-            failure = await env.assign(assignment, INIT_TIMEOUT, release=lambda: self.code.release(v.code_key))
+            failure = await env.assign(assignment, INIT_TIMEOUT, release=release)
         except BaseException:
             await env.destroy()  # gives the code tree back through ``release``, exactly once
             raise
