@@ -23,17 +23,19 @@ import uvicorn
 from lamina.api import sigv4
 from lamina.api.app import App, LambdaService
 from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
+from lamina.api.lambda_async import AsyncHandlers
 from lamina.api.lambda_functions import FunctionHandlers
 from lamina.api.lambda_invoke import InvokeHandlers
 from lamina.api.lambda_layers import LAYER_PATH_PREFIX, LayerHandlers, layer_path_for
 from lamina.api.lambda_layers import download as layer_download
-from lamina.control.layers import Layers
 from lamina.api.wire import ServiceModel
 from lamina.control.aliases import Aliases
 from lamina.control.archives import ArchiveLimits
 from lamina.control.functions import Functions, aws_timestamp
+from lamina.control.layers import Layers
 from lamina.control.model import AccessKey
 from lamina.errors import AccessDenied
+from lamina.invoke.asynchronous import AsyncInvocations, open_async
 from lamina.invoke.concurrency import Concurrency
 from lamina.invoke.service import InvokeService
 from lamina.sandbox.bwrap import BwrapDriver
@@ -135,9 +137,11 @@ class Platform:
     logs: LogStore
     scratch: Scratch
     driver: BwrapDriver
+    asynchronous: AsyncInvocations
     ready: bool = False
 
     async def close(self) -> None:
+        await self.asynchronous.close()
         await self.functions.settle()
         await self.worker.close()
         self.driver.close()
@@ -147,7 +151,7 @@ class Platform:
         self.store.close()
 
 
-def build(settings: Settings) -> Platform:
+async def build(settings: Settings) -> Platform:
     os.umask(0o077)  # everything Lamina writes under the data dir is private to it
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
@@ -195,7 +199,10 @@ def build(settings: Settings) -> Platform:
         concurrency.set_reserved(name, functions.reservations().get(name))
 
     functions.on_change.append(on_change)
-    invoke_service = InvokeService(functions, worker, concurrency)
+    invoke_service = InvokeService(
+        functions, worker, concurrency, async_payload_limit=settings.limits.async_payload_max_bytes
+    )
+    asynchronous = await open_async(settings, functions, invoke_service)
 
     lookup = AccessKeys(store, exclude=presign_key.access_key_id)
 
@@ -239,6 +246,9 @@ def build(settings: Settings) -> Platform:
         **AccountHandlers(functions, settings).handlers(),
         **InvokeHandlers(invoke_service, functions, concurrency).handlers(),
         **LayerHandlers(layers, presign_layer).handlers(),
+        **AsyncHandlers(
+            asynchronous.configs, asynchronous.enqueue, payload_limit=settings.limits.async_payload_max_bytes
+        ).handlers(),
     }
     limits = settings.limits
     lambda_service = LambdaService(
@@ -255,7 +265,9 @@ def build(settings: Settings) -> Platform:
     app = App(verifier, lambda_service, code_download, ready=lambda: bool(platform_ref and platform_ref[0].ready),
               region=settings.region,
               status=lambda: {"standby": worker.standbys.status()})
-    platform = Platform(settings, keys, store, functions, app, admin, worker, logs, scratch, driver)
+    platform = Platform(
+        settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous
+    )
     platform_ref.append(platform)
     return platform
 
@@ -269,7 +281,7 @@ def _skew(settings: Settings) -> timedelta:
 
 
 async def serve(settings: Settings) -> None:
-    platform = build(settings)
+    platform = await build(settings)
     config = uvicorn.Config(
         platform.app,
         host=settings.host,
@@ -289,6 +301,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(platform.worker.pool.run_reaper(interval=5.0)),
     ]
     platform.worker.start()
+    platform.asynchronous.start()
     platform.ready = True
     try:
         await server.serve()

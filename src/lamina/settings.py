@@ -43,6 +43,11 @@ class Settings:
     # Sandboxes started ahead of demand per runtime (the Python runtime only, for now), so a
     # cold start skips sandbox and interpreter start. 0 turns standbys off.
     standby_per_runtime: int = 2
+    # Asynchronous invocation: the delays before the 2nd and 3rd attempt after a function error
+    # (AWS: about 1 and 2 minutes), and the throttle/platform-error backoff (1 s doubling to 5 min).
+    async_retry_delays: tuple[float, ...] = (60.0, 120.0)
+    async_throttle_base: float = 1.0
+    async_throttle_cap: float = 300.0
     clock_skew_seconds: int = 300
 
     @property
@@ -73,5 +78,12 @@ def from_env(data_dir: Path, **overrides: object) -> Settings:
         "account_id": os.environ.get("LAMINA_ACCOUNT_ID", "000000000000"),
         "region": os.environ.get("LAMINA_REGION", "us-east-1"),
     }
+    delays = os.environ.get("LAMINA_ASYNC_RETRY_DELAYS")  # e.g. "0.2,0.4" for fast tests
+    if delays:
+        values["async_retry_delays"] = tuple(float(d) for d in delays.split(","))
+    for name in ("async_throttle_base", "async_throttle_cap"):
+        raw = os.environ.get(f"LAMINA_{name.upper()}")
+        if raw:
+            values[name] = float(raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(data_dir=data_dir, **values)  # type: ignore[arg-type]

@@ -1,9 +1,7 @@
 """Asynchronous invocation through boto3: event invoke configs, Invoke with Event, InvokeAsync.
 
-Config tests run once the server wires ``AsyncHandlers``; until then every operation answers
-NotImplementedException and they report as xfailed (the ``configs`` fixture checks). Tests of
-the Event path need the durable queue (202) or also the poller (the function runs); they carry
-non-strict xfail marks that come off once the server wires them.
+Config tests check the API's shapes and errors; Event tests check that a 202 is followed by
+the function running (or its failure reaching a destination).
 
 Whether an event ran is read from the function's log group in DATA_DIR/logs.db (the START line
 names the request id), the same record a user reads with the CloudWatch Logs API.
@@ -34,8 +32,6 @@ from test_compat_support import (
 ASYNC_LIMIT = 1_048_576
 RUN_TIMEOUT_S = 30.0
 
-QUEUE_NOT_WIRED = pytest.mark.xfail(strict=False, reason="queue not wired yet")
-POLLER_NOT_WIRED = pytest.mark.xfail(strict=False, reason="poller not wired yet")
 
 FAILING_CODE = "def handler(event, context):\n    raise RuntimeError('boom ' + context.aws_request_id)\n"
 PRINTING_CODE = "import json\ndef handler(event, context):\n    print('EVENT ' + json.dumps(event))\n    return {'seen': event}\n"
@@ -43,12 +39,7 @@ PRINTING_CODE = "import json\ndef handler(event, context):\n    print('EVENT ' +
 
 @pytest.fixture(scope="module")
 def configs(lam: Any) -> Any:
-    """The client, once the server implements the config operations (xfail until then)."""
-    try:
-        lam.list_function_event_invoke_configs(FunctionName=unique_name("probe"))
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "NotImplementedException":
-            pytest.xfail("AsyncHandlers are not wired into the server yet")
+    """The boto3 client the config tests use."""
     return lam
 
 
@@ -209,7 +200,6 @@ def test_dead_letter_config(configs: Any, functions: Functions, fn_name: str) ->
 # -- Invoke with InvocationType=Event and InvokeAsync -----------------------------------------
 
 
-@QUEUE_NOT_WIRED
 def test_event_invoke_is_accepted_with_202(lam: Any, functions: Functions, fn_name: str) -> None:
     functions.create(fn_name)
     out = lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=b'{"a": 1}')
@@ -219,7 +209,6 @@ def test_event_invoke_is_accepted_with_202(lam: Any, functions: Functions, fn_na
     assert "FunctionError" not in out
 
 
-@QUEUE_NOT_WIRED
 def test_event_invoke_refusals(lam: Any, functions: Functions, fn_name: str) -> None:
     functions.create(fn_name)
     with pytest.raises(ClientError) as exc:
@@ -235,7 +224,6 @@ def test_event_invoke_refusals(lam: Any, functions: Functions, fn_name: str) -> 
     assert error_of(exc)[:2] == ("ResourceNotFoundException", 404)
 
 
-@POLLER_NOT_WIRED
 def test_an_event_runs_with_its_request_id(lam: Any, server: Server, functions: Functions, fn_name: str) -> None:
     functions.create(fn_name, code=make_zip({"index.py": PRINTING_CODE}))
     out = lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=b'{"marker": "async-1"}')
@@ -244,7 +232,6 @@ def test_an_event_runs_with_its_request_id(lam: Any, server: Server, functions: 
     wait_for_log(server, fn_name, '"marker": "async-1"')
 
 
-@POLLER_NOT_WIRED
 def test_invoke_async_runs_the_function(lam: Any, server: Server, functions: Functions, fn_name: str) -> None:
     functions.create(fn_name, code=make_zip({"index.py": PRINTING_CODE}))
     out = lam.invoke_async(FunctionName=fn_name, InvokeArgs=b'{"marker": "legacy"}')
@@ -252,7 +239,6 @@ def test_invoke_async_runs_the_function(lam: Any, server: Server, functions: Fun
     wait_for_log(server, fn_name, f"START RequestId: {out['ResponseMetadata']['RequestId']}")
 
 
-@POLLER_NOT_WIRED
 def test_success_goes_to_the_on_success_function(lam: Any, server: Server, functions: Functions,
                                                   fn_name: str) -> None:
     target = unique_name("ok-dest")
@@ -270,7 +256,6 @@ def test_success_goes_to_the_on_success_function(lam: Any, server: Server, funct
     assert record["responsePayload"] == {"ok": True, "event": {"n": 7}}
 
 
-@POLLER_NOT_WIRED
 def test_failure_without_retries_goes_to_the_on_failure_function(
         lam: Any, server: Server, functions: Functions, fn_name: str) -> None:
     target = unique_name("fail-dest")

@@ -290,17 +290,6 @@ def test_dry_run_checks_that_the_function_exists(lam: Any) -> None:
     assert exc.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_event_invocation_is_refused_clearly_and_runs_nothing(lam: Any, probe: str) -> None:
-    _, before = invoke(lam, probe, {"op": "state"})
-    with pytest.raises(ClientError) as exc:
-        lam.invoke(FunctionName=probe, InvocationType="Event",
-                   Payload=json.dumps({"op": "state"}).encode())
-    status = exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
-    assert 400 <= status < 500
-    assert "Event" in exc.value.response["Error"]["Message"]
-    _, after = invoke(lam, probe, {"op": "state"})
-    assert after["count"] == before["count"] + 1
-
 
 # -- updates and versions ------------------------------------------------------------------
 

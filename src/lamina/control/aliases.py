@@ -113,6 +113,7 @@ class Aliases:
         with self.store.transaction() as tx:
             self.functions._require(tx, fname)
             tx.delete_alias(fname, name)
+            tx.delete_event_invoke_config(fname, name)
 
     def list(
         self, function_name: str, version: str | None, marker: str | None, max_items: int | None

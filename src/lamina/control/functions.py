@@ -553,6 +553,7 @@ class Functions:
                         f"[{', '.join(using)}]"
                     )
                 tx.delete_version(ref.name, ref.qualifier)
+                tx.delete_event_invoke_config(ref.name, ref.qualifier)
                 keys = [version.code_key] if not any(
                     v.code_key == version.code_key for v in versions if v.version != ref.qualifier
                 ) else []

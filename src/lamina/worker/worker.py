@@ -12,11 +12,10 @@ import base64
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-from collections.abc import Callable
 
 from lamina.control.model import FunctionVersion, LayerVersion
 from lamina.errors import SandboxError
