@@ -1,6 +1,7 @@
-"""Create (or update) a first function with boto3 against a running Lamina, and show it."""
+"""Create (or update) a first function with boto3 against a running Lamina, and invoke it."""
 
 import io
+import json
 import sys
 import zipfile
 
@@ -22,6 +23,8 @@ try:
     )
 except lam.exceptions.ResourceConflictException:
     lam.update_function_code(FunctionName=name, ZipFile=code)
-lam.get_waiter("function_active_v2").wait(FunctionName=name)
+lam.get_waiter("function_updated_v2").wait(FunctionName=name)
 config = lam.get_function_configuration(FunctionName=name)
-print(f"function {config['FunctionArn']} is {config['State']} ({config['CodeSize']} bytes, {config['CodeSha256']})")
+print(f"function {config['FunctionArn']} is {config['State']} ({config['CodeSize']} bytes)")
+answer = lam.invoke(FunctionName=name, Payload=json.dumps({"name": "Lamina"}))
+print(f"invoke -> {answer['StatusCode']} {answer['Payload'].read().decode()}")
