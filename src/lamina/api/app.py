@@ -53,6 +53,27 @@ class BodyTooLarge(RequestTooLarge):
     code = "RequestEntityTooLargeException"
 
 
+class JsonError(ApiError):
+    """An error of a JSON-protocol service, by AWS code (always a client error, 400)."""
+
+    status = 400
+    message_key = "message"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class JsonService:
+    """A service on AWS's JSON protocol (``X-Amz-Target: <prefix>.<Operation>``)."""
+
+    model: ServiceModel
+    target_prefix: str
+    handlers: dict[str, Handler]
+    body_limit: int = 1024 * 1024
+
+
 @dataclass
 class LambdaService:
     model: ServiceModel
@@ -70,7 +91,9 @@ class App:
         ready: Callable[[], bool],
         region: str,
         status: Callable[[], dict[str, Any]] = dict,
+        json_services: Mapping[str, JsonService] | None = None,
     ) -> None:
+        self.json_services = dict(json_services or {})
         self.region = region
         self.verifier = verifier
         self.lambda_service = lambda_service
@@ -104,6 +127,19 @@ class App:
         query = parse_query(raw_query)
         if "authorization" not in headers and "X-Amz-Signature" not in query:
             raise MissingAuthenticationToken("Missing Authentication Token")
+        scoped = sigv4.scope_service(
+            sigv4.HttpRequest(
+                method=method,
+                raw_path=path,
+                query_string=raw_query.decode("latin-1"),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                body=b"",
+            )
+        )
+        json_service = self.json_services.get(scoped or "")
+        if json_service is not None:
+            await self._handle_json(json_service, scope, receive, send, request_id, headers)
+            return
         service = self.lambda_service
         op, path_params = service.model.route(method, path, query)
         limit = service.body_limits.get(op.name, service.default_body_limit)
@@ -129,6 +165,43 @@ class App:
         result = await handler(ctx, params)
         status, out_headers, out_body, content_type = service.model.serialize_output(op, result)
         await _send(send, status, out_body, content_type, request_id, out_headers)
+
+    async def _handle_json(
+        self, service: JsonService, scope: Scope, receive: Receive, send: Send, request_id: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        """AWS's JSON protocol (CloudWatch Logs, ...): POST /, the operation in X-Amz-Target."""
+        try:
+            target = headers.get("x-amz-target", "")
+            prefix, _, name = target.partition(".")
+            if scope["method"] != "POST" or prefix != service.target_prefix or name not in service.model.operations:
+                raise JsonError("UnknownOperationException", f"Unknown operation {target}")
+            op = service.model.operations[name]
+            body = await _read_body(receive, headers, service.body_limit, op)
+            request = sigv4.HttpRequest(
+                method="POST",
+                raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+                query_string=scope.get("query_string", b"").decode("latin-1"),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                body=body,
+            )
+            identity = self.verifier.verify(request)
+            if identity.region != self.region:
+                raise InvalidSignature("Credential should be scoped to a valid region. ")
+            handler = service.handlers.get(name)
+            if handler is None:
+                raise JsonError("UnknownOperationException", f"Lamina does not implement {name} yet.")
+            params = service.model.parse_input(op, {}, {}, headers, body)
+            service.model.validate(op, params)
+            ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
+            result = await handler(ctx, params)
+            _, _, out_body, _ = service.model.serialize_output(op, result or {})
+            await _send(send, 200, out_body or b"{}", "application/x-amz-json-1.1", request_id)
+        except ApiError as exc:
+            code = exc.code
+            status = 400 if exc.status < 500 else exc.status
+            doc = {"__type": code, "message": exc.message}
+            await _send(send, status, json.dumps(doc).encode(), "application/x-amz-json-1.1", request_id)
 
     async def _internal(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         path: str = scope["path"]
