@@ -11,11 +11,12 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import uvicorn
 
 from lamina.api import sigv4
-from lamina.api.app import App, LambdaService
+from lamina.api.app import App, LambdaService, Observability
 from lamina.api.downloads import Downloads
 from lamina.api.keys import AccessKeys
 from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
@@ -23,6 +24,7 @@ from lamina.api.lambda_async import AsyncHandlers
 from lamina.api.lambda_functions import FunctionHandlers
 from lamina.api.lambda_invoke import InvokeHandlers
 from lamina.api.lambda_layers import LayerHandlers
+from lamina.api.logs_api import LogsHandlers, logs_service
 from lamina.api.wire import ServiceModel
 from lamina.control.aliases import Aliases
 from lamina.control.archives import ArchiveLimits
@@ -32,6 +34,7 @@ from lamina.control.model import AccessKey
 from lamina.iam.keys import ADMIN_KEY_SETTING, PRESIGN_KEY_SETTING, ensure_key, write_credentials
 from lamina.invoke.asynchronous import AsyncInvocations, open_async
 from lamina.invoke.concurrency import Concurrency
+from lamina.invoke.queue import events_db_path
 from lamina.invoke.service import InvokeService
 from lamina.sandbox.bwrap import BwrapDriver
 from lamina.settings import Settings
@@ -39,7 +42,9 @@ from lamina.store.artifacts import LocalArtifactStore
 from lamina.store.keys import KeyRing
 from lamina.store.metadata import MetadataStore
 from lamina.store.sqlite import SqliteMetadataStore
+from lamina.telemetry.history import HistoryStore
 from lamina.telemetry.logs import LogStore
+from lamina.telemetry.metrics import LambdaMetrics, event_queue_depth
 from lamina.worker.code import CodeCache
 from lamina.worker.pool import Pool
 from lamina.worker.runtimes import Runtimes
@@ -67,6 +72,8 @@ class Platform:
     driver: BwrapDriver
     asynchronous: AsyncInvocations
     ready: bool = False
+    history: HistoryStore | None = None
+    metrics: LambdaMetrics | None = None
 
     async def close(self) -> None:
         await self.asynchronous.close()
@@ -75,6 +82,8 @@ class Platform:
         self.driver.close()
         self.driver.hierarchy.remove_parents()  # every env is gone: the parents are empty
         self.logs.close()
+        if self.history is not None:
+            self.history.close()
         self.scratch.close()
         self.store.close()
 
@@ -99,6 +108,8 @@ async def build(settings: Settings) -> Platform:
     aliases = Aliases(functions)
     layers = Layers(settings, store, artifacts)
     functions.layers = layers
+    history = HistoryStore(settings.data_dir / "history.db")
+    functions.history = layers.history = history
     layers.sweep()
 
     scratch = Scratch(settings.data_dir)
@@ -129,10 +140,13 @@ async def build(settings: Settings) -> Platform:
         concurrency.set_reserved(name, functions.reservations().get(name))
 
     functions.on_change.append(on_change)
+    metrics = LambdaMetrics(queue_depth=event_queue_depth(events_db_path(settings.data_dir)))
     invoke_service = InvokeService(
-        functions, worker, concurrency, async_payload_limit=settings.limits.async_payload_max_bytes
+        functions, worker, concurrency, async_payload_limit=settings.limits.async_payload_max_bytes,
+        metrics=metrics,
     )
     asynchronous = await open_async(settings, functions, invoke_service)
+    asynchronous.invoker.metrics = metrics
 
     skew = timedelta(seconds=settings.clock_skew_seconds)
     verifier = sigv4.Verifier(AccessKeys(store, exclude=presign_key.access_key_id), _now, skew=skew)
@@ -167,12 +181,28 @@ async def build(settings: Settings) -> Platform:
     platform_ref: list[Platform] = []
     app = App(verifier, lambda_service, downloads.download, ready=lambda: bool(platform_ref and platform_ref[0].ready),
               region=settings.region,
-              status=lambda: {"standby": worker.standbys.status()})
+              status=lambda: {"standby": worker.standbys.status()},
+              json_services={"logs": logs_service(
+                  LogsHandlers(logs, region=settings.region, account_id=settings.account_id).handlers())},
+              observability=Observability(metrics.exposition, history.page, frozenset({account_root})))
     platform = Platform(
-        settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous
+        settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous,
+        history=history, metrics=metrics,
     )
     platform_ref.append(platform)
     return platform
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising SIGTERM/SIGINT once it has shut down: Lamina still
+    has to stop its sandboxes and wipe the decrypted code from its tmpfs after that."""
+
+    def _clear_captured(self) -> None:
+        self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        await super().shutdown(sockets)
+        self._clear_captured()
 
 
 async def serve(settings: Settings) -> None:
@@ -189,8 +219,10 @@ async def serve(settings: Settings) -> None:
         server_header=False,
         date_header=False,
         timeout_keep_alive=75,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     background = [
         asyncio.create_task(platform.logs.run_flusher()),
         asyncio.create_task(platform.worker.pool.run_reaper(interval=5.0)),

@@ -36,6 +36,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Presigned URLs that GetFunction returns for Code.Location stay valid this long.
     presign_seconds: int = 600
+    # HTTPS when both are set (``lamina server --tls`` or a non-loopback --host generate them).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # Environments idle this long are shut down; none lives longer than the lease (the seed's
     # workers hold an 8-hour lease).
     env_idle_seconds: float = 300.0
@@ -67,9 +70,14 @@ class Settings:
         return self.data_dir / "artifacts"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
     def endpoint(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
 def from_env(data_dir: Path, **overrides: object) -> Settings:

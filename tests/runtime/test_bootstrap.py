@@ -282,3 +282,26 @@ def test_runtime_exits_nonzero_when_api_goes_away(tmp_path: Path, run: Run) -> N
             return await asyncio.wait_for(env.proc.wait(), 10)
 
     assert run(scenario()) == 2
+
+
+def test_logging_json_format_defaults_to_info(tmp_path: Path, run: Run) -> None:
+    files = {"app.py": """
+        import logging
+        def f(event, context):
+            print("printed line")
+            logging.getLogger("app").debug("hidden")
+            logging.getLogger("app").info("shown %s", 42)
+            return "ok"
+    """}
+
+    async def scenario() -> tuple[str, str]:
+        async with start_env(tmp_path, files, "app.f", env={"AWS_LAMBDA_LOG_FORMAT": "JSON"}) as env:
+            await env.channel.wait_ready()
+            res = await env.channel.invoke(make_invocation())
+            return res.request_id, await env.output()
+
+    request_id, out = run(scenario())
+    assert "printed line\n" in out and "hidden" not in out  # print() stays plain text, as on AWS
+    [line] = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert (line["level"], line["message"], line["logger"], line["requestId"]) == ("INFO", "shown 42", "app", request_id)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["timestamp"])

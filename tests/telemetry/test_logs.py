@@ -91,3 +91,75 @@ def test_concurrent_flushes_lose_nothing(tmp_path: Path) -> None:
     assert errors == []
     assert len(store.events(G)) == 240
     store.close()
+
+
+def test_an_old_logs_db_gains_groups_and_stays_readable(tmp_path: Path) -> None:
+    import sqlite3
+
+    from lamina.telemetry.logs import SCHEMA
+
+    path = tmp_path / "logs.db"
+    old = sqlite3.connect(path)  # the schema before groups existed (user_version 0)
+    old.executescript(SCHEMA)
+    old.execute("INSERT INTO streams VALUES (?, ?, 40)", (G, S1))
+    old.execute("INSERT INTO events(grp, stream, ts, ingested, message) VALUES (?, ?, 50, 50, 'kept')", (G, S1))
+    old.commit()
+    old.close()
+    store = LogStore(path)
+    assert [e.message for e in store.events(G)] == ["kept"]
+    [group] = store.groups()
+    assert (group.name, group.created, group.retention_days, group.stored_bytes) == (G, 40, None, 4)
+    store.close()
+    assert [g.name for g in LogStore(path).groups()] == [G]  # reopening does not migrate twice
+
+
+def test_retention_drops_old_events_at_once_and_in_the_flush_path(tmp_path: Path) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    store = LogStore(tmp_path / "logs.db", maintenance_interval=0.0)
+    store.append(G, S1, [(now - 3 * 86_400_000, "old"), (now, "new")])
+    store.append("/aws/lambda/other", S1, [(now - 3 * 86_400_000, "no policy")])
+    store.flush()
+    assert store.set_retention(G, 1)
+    assert [e.message for e in store.events(G)] == ["new"]
+    store.append(G, S1, [(now - 2 * 86_400_000, "late but old")])
+    store.flush()
+    assert [e.message for e in store.events(G)] == ["new"]
+    assert [e.message for e in store.events("/aws/lambda/other")] == ["no policy"]
+    assert not store.set_retention("/aws/lambda/none", 1)
+    store.close()
+
+
+def test_groups_and_streams_describe_themselves(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.db")
+    assert store.create_group("/custom/g") and not store.create_group("/custom/g")
+    store.append(G, S1, [(10, "abc"), (30, "de")])
+    store.flush(now_ms=99)
+    assert [g.name for g in store.groups()] == ["/aws/lambda/fn", "/custom/g"]
+    assert [g.name for g in store.groups(prefix="/custom")] == ["/custom/g"]
+    assert [g.name for g in store.groups(contains="LAMBDA")] == [G]
+    [info] = store.stream_infos(G)
+    assert (info.name, info.first_event, info.last_event, info.last_ingestion, info.stored_bytes) == (S1, 10, 30, 99, 5)
+    assert store.delete_group(G) and not store.delete_group(G)
+    assert store.events(G) == [] and store.streams(G) == []
+    store.close()
+
+
+def test_stream_events_and_scan_follow_time_then_id(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.db")
+    store.append(G, S1, [(5, "a"), (5, "b"), (7, "c")])
+    store.append(G, S2, [(6, "x")])
+    store.flush()
+    head = store.stream_events(G, S1, start=None, end=None, limit=2, from_tail=False)
+    assert [e.message for e in head] == ["a", "b"]
+    rest = store.stream_events(G, S1, start=None, end=None, limit=9, from_tail=False,
+                               after=(head[-1].timestamp, head[-1].id))
+    assert [e.message for e in rest] == ["c"]
+    tail = store.stream_events(G, S1, start=None, end=None, limit=2, from_tail=True)
+    assert [e.message for e in tail] == ["b", "c"]
+    everything = store.scan(G, streams=None, prefix="", start=None, end=None, after=None, limit=10)
+    assert [e.message for e in everything] == ["a", "b", "x", "c"]
+    after_b = store.scan(G, streams=[S2], prefix="", start=None, end=None, after=(5, everything[1].id), limit=10)
+    assert [e.message for e in after_b] == ["x"]
+    store.close()

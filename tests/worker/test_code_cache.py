@@ -83,7 +83,7 @@ def files_under(path: Path) -> list[Path]:
 async def test_concurrent_acquires_extract_once(root: Path, private_tempdir: Path) -> None:
     zips = Zips()
     zips.gate.clear()
-    cache = CodeCache(root, zips, ArchiveLimits())
+    cache = CodeCache(root, zips, ArchiveLimits(), keep_unused=0)
     tasks = [asyncio.create_task(cache.acquire("k1")) for _ in range(5)]
     await asyncio.sleep(0.01)
     zips.gate.set()
@@ -101,7 +101,7 @@ async def test_concurrent_acquires_extract_once(root: Path, private_tempdir: Pat
 
 @aio
 async def test_release_removes_tree_after_last_user(root: Path) -> None:
-    cache = CodeCache(root, Zips(), ArchiveLimits())
+    cache = CodeCache(root, Zips(), ArchiveLimits(), keep_unused=0)
     a = await cache.acquire("k1")
     b = await cache.acquire("k2")
     await cache.acquire("k1")
@@ -118,7 +118,7 @@ async def test_failed_extraction_leaves_nothing_and_reaches_every_waiter(root: P
     zips = Zips()
     zips.gate.clear()
     zips.fail = OSError("artifact unreadable")
-    cache = CodeCache(root, zips, ArchiveLimits())
+    cache = CodeCache(root, zips, ArchiveLimits(), keep_unused=0)
     tasks = [asyncio.create_task(cache.acquire("k1")) for _ in range(3)]
     await asyncio.sleep(0.01)
     zips.gate.set()
@@ -136,7 +136,7 @@ async def test_failed_extraction_leaves_nothing_and_reaches_every_waiter(root: P
 async def test_corrupt_zip_leaves_no_staging(root: Path) -> None:
     good = make_zip({"a.py": SECRET, "b.py": b"y" * 10_000})
     corrupt = good.replace(b"y" * 100, b"z" * 100, 1)  # CRC mismatch while streaming
-    cache = CodeCache(root, lambda key: corrupt, ArchiveLimits())
+    cache = CodeCache(root, lambda key: corrupt, ArchiveLimits(), keep_unused=0)
     with pytest.raises(ArchiveError):
         await cache.acquire("k1")
     assert list(root.iterdir()) == []
@@ -146,7 +146,7 @@ async def test_corrupt_zip_leaves_no_staging(root: Path) -> None:
 async def test_cancelled_first_acquirer_does_not_cancel_others(root: Path) -> None:
     zips = Zips()
     zips.gate.clear()
-    cache = CodeCache(root, zips, ArchiveLimits())
+    cache = CodeCache(root, zips, ArchiveLimits(), keep_unused=0)
     first = asyncio.create_task(cache.acquire("k1"))
     await asyncio.sleep(0.01)
     second = asyncio.create_task(cache.acquire("k1"))
@@ -165,7 +165,7 @@ async def test_cancelled_first_acquirer_does_not_cancel_others(root: Path) -> No
 async def test_extraction_nobody_waits_for_any_more_is_removed(root: Path) -> None:
     zips = Zips()
     zips.gate.clear()
-    cache = CodeCache(root, zips, ArchiveLimits())
+    cache = CodeCache(root, zips, ArchiveLimits(), keep_unused=0)
     only = asyncio.create_task(cache.acquire("k1"))
     await asyncio.sleep(0.01)
     only.cancel()
@@ -176,3 +176,20 @@ async def test_extraction_nobody_waits_for_any_more_is_removed(root: Path) -> No
         if zips.reads and not list(root.iterdir()):
             break
     assert list(root.iterdir()) == []  # no orphaned plaintext tree
+
+
+@aio
+async def test_unused_trees_are_kept_least_recently_used_first(root: Path) -> None:
+    cache = CodeCache(root, Zips(), ArchiveLimits(), keep_unused=2)
+    trees = {}
+    for key in ("k1", "k2", "k3"):
+        trees[key] = await cache.acquire(key)
+        cache.release(key)
+    assert not trees["k1"].exists(), "over the limit: the least recently used tree goes"
+    assert trees["k2"].exists() and trees["k3"].exists()
+    extracted = cache.extractions
+    assert await cache.acquire("k2") == trees["k2"]
+    assert cache.extractions == extracted, "a kept tree is reused without extracting again"
+    cache.release("k2")
+    cache.forget("k3")
+    assert not trees["k3"].exists()

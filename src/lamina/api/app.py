@@ -20,6 +20,7 @@ from typing import Any
 from lamina.api import sigv4
 from lamina.api.wire import Operation, ServiceModel, header_map, parse_query
 from lamina.errors import (
+    AccessDenied,
     ApiError,
     InvalidSignature,
     LaminaError,
@@ -28,6 +29,8 @@ from lamina.errors import (
     RequestTooLarge,
     ServiceError,
 )
+from lamina.telemetry import history
+from lamina.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,20 @@ class LambdaService:
     default_body_limit: int = 6 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Observability:
+    """The /_lamina/metrics and /_lamina/history/<function> routes.
+
+    History is SigV4-signed like any Lambda call (scope service "lambda", so curl --aws-sigv4
+    or botocore's signer work) and answered only for ``admins``: it names principals and shows
+    configurations. Metrics follow Prometheus's convention of an unauthenticated scrape; they
+    name functions and counts, nothing more, and the server listens on loopback."""
+
+    metrics: Callable[[], Awaitable[bytes]]
+    history: Callable[[str, Mapping[str, str]], dict[str, Any]]
+    admins: frozenset[str]
+
+
 class App:
     def __init__(
         self,
@@ -92,7 +109,9 @@ class App:
         region: str,
         status: Callable[[], dict[str, Any]] = dict,
         json_services: Mapping[str, JsonService] | None = None,
+        observability: Observability | None = None,
     ) -> None:
+        self.observability = observability
         self.json_services = dict(json_services or {})
         self.region = region
         self.verifier = verifier
@@ -162,7 +181,11 @@ class App:
         params = service.model.parse_input(op, path_params, query, headers, body)
         service.model.validate(op, params)
         ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
-        result = await handler(ctx, params)
+        token = history.principal.set(identity.principal_arn)  # who made a configuration change
+        try:
+            result = await handler(ctx, params)
+        finally:
+            history.principal.reset(token)
         status, out_headers, out_body, content_type = service.model.serialize_output(op, result)
         await _send(send, status, out_body, content_type, request_id, out_headers)
 
@@ -221,7 +244,39 @@ class App:
             data = await self.code_download(request)
             await _send(send, 200, data, "application/zip", request_id)
             return
+        if self.observability is not None and scope["method"] == "GET":
+            if path == "/_lamina/metrics":
+                body = await self.observability.metrics()
+                await _send(send, 200, body, METRICS_CONTENT_TYPE, request_id)
+                return
+            if path.startswith("/_lamina/history/"):
+                await self._history(scope, send, request_id, self.observability)
+                return
         await _send(send, 404, b'{"message":"Not Found"}', "application/json", request_id)
+
+    async def _history(self, scope: Scope, send: Send, request_id: str, obs: Observability) -> None:
+        """GET /_lamina/history/<function>?Marker=&MaxItems=, signed by an administrator."""
+        raw_query: bytes = scope.get("query_string", b"")
+        if "authorization" not in header_map(scope["headers"]) and "X-Amz-Signature" not in parse_query(raw_query):
+            raise MissingAuthenticationToken("Missing Authentication Token")
+        request = sigv4.HttpRequest(
+            method="GET",
+            raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+            query_string=raw_query.decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            body=b"",
+        )
+        identity = self.verifier.verify(request)
+        if identity.region != self.region:
+            raise InvalidSignature("Credential should be scoped to a valid region. ")
+        if identity.service != "lambda":
+            raise InvalidSignature("Credential should be scoped to correct service: 'lambda'. ")
+        if identity.principal_arn not in obs.admins:
+            raise AccessDenied(f"{identity.principal_arn} is not authorized to read configuration history")
+        function = scope["path"][len("/_lamina/history/"):]
+        query = {k: v[0] for k, v in parse_query(raw_query).items() if v}
+        doc = obs.history(function, query)
+        await _send(send, 200, json.dumps(doc).encode(), "application/json", request_id)
 
 
 async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int, op: Operation) -> bytes:

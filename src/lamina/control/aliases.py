@@ -69,6 +69,7 @@ class Aliases:
                 routing=routing,
             )
             tx.put_alias(alias)
+        self.functions.history.record("CreateAlias", fname, None, alias)
         return alias
 
     def get(self, function_name: str, name: str) -> Alias:
@@ -106,14 +107,18 @@ class Aliases:
                 routing=new_routing,
             )
             tx.put_alias(updated)
+        self.functions.history.record("UpdateAlias", fname, alias, updated)
         return updated
 
     def delete(self, function_name: str, name: str) -> None:
         fname = self._function_name(function_name)
         with self.store.transaction() as tx:
             self.functions._require(tx, fname)
+            before = tx.get_alias(fname, name)
             tx.delete_alias(fname, name)
             tx.delete_event_invoke_config(fname, name)
+        if before is not None:  # deleting a missing alias changes nothing
+            self.functions.history.record("DeleteAlias", fname, before, None)
 
     def list(
         self, function_name: str, version: str | None, marker: str | None, max_items: int | None

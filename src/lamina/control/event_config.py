@@ -76,8 +76,10 @@ class EventInvokeConfigs:
         on_success, on_failure = self._destinations(name, destination_config, None, None)
         with self.store.transaction() as tx:
             self._require_qualifier(tx, name, q)
+            before = tx.get_event_invoke_config(name, q)
             config = self._config(name, q, max_retries, max_age, on_success, on_failure)
             tx.put_event_invoke_config(config)
+        self.functions.history.record("PutFunctionEventInvokeConfig", name, before, config)
         return config
 
     def update(
@@ -108,6 +110,7 @@ class EventInvokeConfigs:
             if tx.get_event_invoke_config(name, q) is None:  # deleted meanwhile
                 raise ResourceNotFound(self._no_config(name, q))
             tx.put_event_invoke_config(config)
+        self.functions.history.record("UpdateFunctionEventInvokeConfig", name, current, config)
         return config
 
     def get(self, function_name: str, qualifier: str | None) -> EventInvokeConfig:
@@ -121,9 +124,11 @@ class EventInvokeConfigs:
     def delete(self, function_name: str, qualifier: str | None) -> None:
         name, q = self._target(function_name, qualifier)
         with self.store.transaction() as tx:
-            if tx.get_function(name) is None or tx.get_event_invoke_config(name, q) is None:
+            before = tx.get_event_invoke_config(name, q) if tx.get_function(name) is not None else None
+            if before is None:
                 raise ResourceNotFound(self._no_config(name, q))
             tx.delete_event_invoke_config(name, q)
+        self.functions.history.record("DeleteFunctionEventInvokeConfig", name, before, None)
 
     def list(
         self, function_name: str, marker: str | None, max_items: int | None

@@ -35,6 +35,7 @@ from lamina.errors import (
 from lamina.settings import Settings
 from lamina.store.artifacts import ArtifactStore
 from lamina.store.metadata import MetadataStore, Transaction
+from lamina.telemetry.history import NO_HISTORY, Recorder
 
 if TYPE_CHECKING:
     from lamina.control.layers import Layers
@@ -107,6 +108,8 @@ class Functions:
         self.on_change: list[Callable[[str], None]] = []
         # Set by the server assembly; without it, Layers are stored unchecked (unit tests).
         self.layers: Layers | None = None
+        # Set by the server assembly: every successful change is recorded (who, when, before/after).
+        self.history: Recorder = NO_HISTORY
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -235,6 +238,7 @@ class Functions:
                 raise ResourceConflict(f"Function already exist: {ref.name}")
             tx.put_function(Function(name=ref.name, arn=arn, created=now, tags=tags or {}))
             tx.put_version(latest)
+        self.history.record("CreateFunction", ref.name, None, latest)
         if publish:
             published = await self.publish(ref.name, pending_ok=True)
             self._activate_later(ref.name, LATEST, published.version)
@@ -377,6 +381,7 @@ class Functions:
                 last_update_status_reason_code="Creating",
             )
             tx.put_version(updated)
+        self.history.record("UpdateFunctionCode", ref.name, latest, updated)
         if latest.code_key != key and not self._key_in_use(ref.name, latest.code_key):
             self.artifacts.delete(latest.code_key)
         self._changed(ref.name)
@@ -412,6 +417,7 @@ class Functions:
                 last_update_status_reason_code="Creating",
             )
             tx.put_version(updated)
+        self.history.record("UpdateFunctionConfiguration", ref.name, latest, updated)
         self._changed(ref.name)
         self._activate_later(ref.name, LATEST)
         return updated
@@ -522,6 +528,7 @@ class Functions:
             )
             tx.put_version(published)
             tx.put_function(_with(function, last_version=function.last_version + 1))
+        self.history.record("PublishVersion", ref.name, None, published)
         return published
 
     def delete(self, function_name: str, qualifier: str | None = None) -> None:
@@ -558,6 +565,8 @@ class Functions:
                     v.code_key == version.code_key for v in versions if v.version != ref.qualifier
                 ) else []
             del function
+        deleted = [v for v in versions if ref.qualifier in (None, v.version)]
+        self.history.record("DeleteFunction", ref.name, deleted, None)
         for key in keys:
             self.artifacts.delete(key)
         self._changed(ref.name)
@@ -574,13 +583,17 @@ class Functions:
         name = self._tagged(resource)
         with self.store.transaction() as tx:
             function = self._require(tx, name)
-            tx.put_function(_with(function, tags={**function.tags, **tags}))
+            tagged = _with(function, tags={**function.tags, **tags})
+            tx.put_function(tagged)
+        self.history.record("TagResource", name, function, tagged)
 
     def untag(self, resource: str, keys: list[str]) -> None:
         name = self._tagged(resource)
         with self.store.transaction() as tx:
             function = self._require(tx, name)
-            tx.put_function(_with(function, tags={k: v for k, v in function.tags.items() if k not in keys}))
+            untagged = _with(function, tags={k: v for k, v in function.tags.items() if k not in keys})
+            tx.put_function(untagged)
+        self.history.record("UntagResource", name, function, untagged)
 
     def tags(self, resource: str) -> dict[str, str]:
         name = self._tagged(resource)
@@ -590,7 +603,10 @@ class Functions:
     def set_reserved_concurrency(self, name: str, value: int | None) -> None:
         with self.store.transaction() as tx:
             function = self._require(tx, name)
-            tx.put_function(_with(function, reserved_concurrency=value))
+            changed = _with(function, reserved_concurrency=value)
+            tx.put_function(changed)
+        operation = "DeleteFunctionConcurrency" if value is None else "PutFunctionConcurrency"
+        self.history.record(operation, name, function, changed)
 
     def reservations(self) -> dict[str, int]:
         """Reserved concurrency of every function that has one (loaded at start)."""

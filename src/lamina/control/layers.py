@@ -41,6 +41,7 @@ from lamina.errors import (
 from lamina.settings import Settings
 from lamina.store.artifacts import ArtifactStore
 from lamina.store.metadata import MetadataStore, Transaction
+from lamina.telemetry.history import NO_HISTORY, Recorder
 
 MAX_LAYERS_PER_FUNCTION = 5
 GET_LAYER_VERSION = "lambda:GetLayerVersion"
@@ -82,6 +83,8 @@ class Layers:
         self.clock = clock
         self.sweep_grace_seconds = sweep_grace_seconds
         self._archive_limits = ArchiveLimits.from_settings(settings.limits)
+        # Set by the server assembly: publishes, deletes and policy changes are recorded.
+        self.history: Recorder = NO_HISTORY
 
     # -- names -----------------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Layers:
         )
         with self.store.transaction() as tx:
             tx.put_layer_version(layer)
+        self.history.record("PublishLayerVersion", name, None, layer, kind="layer")
         return layer
 
     def get(self, name_or_arn: str, version: int) -> LayerVersion:
@@ -215,6 +219,10 @@ class Layers:
             layer = tx.get_layer_version(name, version)
             if layer is not None and layer.deleted_at is None:
                 tx.put_layer_version(replace(layer, deleted_at=time.time()))
+            else:
+                layer = None  # already gone: nothing changed
+        if layer is not None:
+            self.history.record("DeleteLayerVersion", name, layer, None, kind="layer")
         self.sweep()
 
     def sweep(self, now: float | None = None) -> int:
@@ -261,9 +269,9 @@ class Layers:
                 raise PreconditionFailed(POLICY_REVISION_MISMATCH)
             statement = _statement(statement_id, action, principal, organization_id, layer.version_arn)
             revision = str(uuid.uuid4())
-            tx.put_layer_version(
-                replace(layer, policy={"revision_id": revision, "statements": [*statements, statement]})
-            )
+            changed = replace(layer, policy={"revision_id": revision, "statements": [*statements, statement]})
+            tx.put_layer_version(changed)
+        self.history.record("AddLayerVersionPermission", layer.name, layer, changed, kind="layer")
         return statement, revision
 
     def remove_permission(
@@ -278,7 +286,9 @@ class Layers:
             if len(kept) == len(statements):
                 raise ResourceNotFound(f"Statement {statement_id} is not found in resource policy.")
             policy = {"revision_id": str(uuid.uuid4()), "statements": kept} if kept else None
-            tx.put_layer_version(replace(layer, policy=policy))
+            changed = replace(layer, policy=policy)
+            tx.put_layer_version(changed)
+        self.history.record("RemoveLayerVersionPermission", layer.name, layer, changed, kind="layer")
 
     def get_policy(self, name_or_arn: str, version: int) -> tuple[dict[str, Any], str]:
         """(the policy document, its RevisionId)."""

@@ -32,6 +32,7 @@ from lamina.invoke.retry import (
     exhausted,
     expired,
 )
+from lamina.telemetry.metrics import LambdaMetrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class AsyncInvoker:
         settings: PollerSettings | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        metrics: LambdaMetrics | None = None,
     ) -> None:
         self.queue = queue
         self._run = run
@@ -74,6 +76,7 @@ class AsyncInvoker:
         self.settings = settings or PollerSettings()
         self._clock = clock
         self._new_id = new_id
+        self.metrics = metrics or LambdaMetrics()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -104,6 +107,7 @@ class AsyncInvoker:
     async def put(self, event: QueuedEvent) -> None:
         """Durably queues ``event`` and wakes the poller (InvokeService's ``Enqueue``)."""
         await self.queue.put(event)
+        self.metrics.event_received(event.function, event.qualifier)
         self.notify()
 
     def notify(self) -> None:
@@ -189,13 +193,14 @@ class AsyncInvoker:
         if exhausted(event.attempts, config):  # attempts cut short by a crash used them up
             return await self._finish(event, config, "RetriesExhausted", event.attempts, None, "interrupted")
         kind: ErrorKind
+        self.metrics.event_started(event.function, event.qualifier, self._clock() - event.enqueued_at)
         try:
             outcome = await self._run(event)
         except TooManyRequests as exc:
             kind, error = "throttle", f"{exc.code}: {exc.fields.get('Reason', exc.message)}"
         except ResourceNotFound as exc:
             # The function is gone, and its destinations with it: keep the event for operators.
-            return await self.queue.dead_letter(event.request_id, attempts=event.attempts, reason=exc.message)
+            return await self._dead_letter(event, event.attempts, exc.message)
         except Exception as exc:
             kind, error = "platform", f"{type(exc).__name__}: {exc}"
         else:
@@ -240,7 +245,7 @@ class AsyncInvoker:
         if target is None:
             if condition == "Success":
                 return await self.queue.ack(event.request_id)
-            return await self.queue.dead_letter(event.request_id, attempts=attempts, reason=reason)
+            return await self._dead_letter(event, attempts, reason)
         record = invocation_record(
             request_id=event.request_id,
             function_arn=self._function_arn(event.function, event.qualifier),
@@ -256,5 +261,9 @@ class AsyncInvoker:
             log.warning("event %s: destination %s failed: %s", event.request_id, target, exc)
             if condition != "Success":  # a success record is lost, not the event: it ran
                 reason = f"{reason}; destination {target} failed: {exc}"
-                return await self.queue.dead_letter(event.request_id, attempts=attempts, reason=reason)
+                return await self._dead_letter(event, attempts, reason)
         await self.queue.ack(event.request_id)
+
+    async def _dead_letter(self, event: QueuedEvent, attempts: int, reason: str) -> None:
+        await self.queue.dead_letter(event.request_id, attempts=attempts, reason=reason)
+        self.metrics.event_dead_lettered(event.function, event.qualifier)

@@ -27,6 +27,7 @@ from lamina.errors import (
 from lamina.invoke.concurrency import Concurrency
 from lamina.invoke.events import QueuedEvent
 from lamina.runtime import Invocation, InvocationResult
+from lamina.telemetry.metrics import LambdaMetrics
 from lamina.worker.environment import Failure
 from lamina.worker.worker import Worker, encode_tail
 
@@ -89,6 +90,7 @@ class InvokeService:
     def __init__(
         self, functions: Functions, worker: Worker, concurrency: Concurrency, rng: random.Random | None = None,
         enqueue: Enqueue | None = None, async_payload_limit: int = ASYNC_PAYLOAD_LIMIT,
+        metrics: LambdaMetrics | None = None,
     ) -> None:
         self.functions = functions
         self.worker = worker
@@ -97,6 +99,7 @@ class InvokeService:
         # None until the durable queue is wired: Event invokes are refused rather than lost.
         self.enqueue = enqueue
         self.async_payload_limit = async_payload_limit
+        self.metrics = metrics or LambdaMetrics()
 
     def _target(self, request: InvokeRequest) -> tuple[FunctionVersion, str]:
         """The version to run and the ARN the caller invoked (weighted aliases pick a version)."""
@@ -134,7 +137,7 @@ class InvokeService:
             return InvokeOutcome(status=204, payload=b"", executed_version=None)
         check_json(request.payload)
         request_id = request.request_id or str(uuid.uuid4())
-        with self.concurrency.lease(version.name):
+        with self.metrics.invoking(version.name, version.version) as probe, self.concurrency.lease(version.name):
             timeout_ms = version.timeout * 1000
             inv = Invocation(
                 request_id=request_id,
@@ -145,7 +148,8 @@ class InvokeService:
                 client_context=request.client_context,
             )
             run = await self.worker.run(version, inv)
-        payload, function_error = _answer(run.outcome, request_id)
+            payload, function_error = _answer(run.outcome, request_id)
+            probe.ran(cold=run.cold, duration_ms=run.duration_ms, error=function_error is not None)
         return InvokeOutcome(
             status=200,
             payload=payload,

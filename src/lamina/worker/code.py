@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,14 +19,21 @@ from lamina.control.archives import ArchiveLimits, extract_zip
 
 
 class CodeCache:
-    def __init__(self, root: Path, read_zip: Callable[[str], bytes], limits: ArchiveLimits) -> None:
-        """``read_zip(code_key)`` returns the decrypted zip of an artifact."""
+    def __init__(
+        self, root: Path, read_zip: Callable[[str], bytes], limits: ArchiveLimits, keep_unused: int = 32
+    ) -> None:
+        """``read_zip(code_key)`` returns the decrypted zip of an artifact. Up to ``keep_unused``
+        trees that no environment uses any more are kept (least recently used go first), so a
+        later cold start of the same code or layer does not extract it again."""
         self.root = root
         self.read_zip = read_zip
         self.limits = limits
+        self.keep_unused = keep_unused
         self._trees: dict[str, Path] = {}
         self._users: dict[str, int] = {}
+        self._unused: OrderedDict[str, None] = OrderedDict()  # trees without users, oldest first
         self._building: dict[str, asyncio.Task[Path]] = {}
+        self.extractions = 0
 
     @staticmethod
     def _dirname(code_key: str) -> str:
@@ -34,6 +42,7 @@ class CodeCache:
     async def acquire(self, code_key: str) -> Path:
         """The extracted tree for ``code_key`` (extracting it if needed); pair with release()."""
         self._users[code_key] = self._users.get(code_key, 0) + 1
+        self._unused.pop(code_key, None)
         try:
             tree = self._trees.get(code_key)
             if tree is not None:
@@ -62,6 +71,7 @@ class CodeCache:
         return tree
 
     def _extract(self, code_key: str) -> Path:
+        self.extractions += 1
         dest = self.root / self._dirname(code_key)
         shutil.rmtree(dest, ignore_errors=True)
         staging = dest.with_name(dest.name + ".tmp")
@@ -82,6 +92,16 @@ class CodeCache:
             self._users[code_key] = left
             return
         self._users.pop(code_key, None)
+        if code_key in self._trees:
+            self._unused[code_key] = None
+            while len(self._unused) > self.keep_unused:
+                self.forget(next(iter(self._unused)))
+
+    def forget(self, code_key: str) -> None:
+        """Removes an unused tree now (its code was deleted, or the cache is over its size)."""
+        if self._users.get(code_key):
+            return
+        self._unused.pop(code_key, None)
         tree = self._trees.pop(code_key, None)
         if tree is not None:
             shutil.rmtree(tree, ignore_errors=True)
@@ -91,6 +111,7 @@ class CodeCache:
             shutil.rmtree(tree, ignore_errors=True)
         self._trees.clear()
         self._users.clear()
+        self._unused.clear()
 
 
 def link_tree(source: Path, dest: Path) -> int:

@@ -130,7 +130,9 @@ class Environment:
     async def spawn(self) -> None:
         """Starts the sandbox and its runtime, not yet bound to any function."""
         started = time.perf_counter()
-        for sub in ("task", "opt"):
+        # task/lib and opt/lib exist from the start: the dynamic loader remembers at process
+        # start which LD_LIBRARY_PATH entries are missing and would never look there again.
+        for sub in ("task", "opt", "task/lib", "opt/lib"):
             (self.workdir / sub).mkdir(parents=True)
             os.chmod(self.workdir / sub, 0o755)
         os.chmod(self.workdir, 0o711)

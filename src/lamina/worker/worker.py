@@ -9,6 +9,7 @@ returns what happened; the invoke service above it turns that into the API's ans
 from __future__ import annotations
 
 import base64
+import json
 import math
 import secrets
 import time
@@ -196,22 +197,9 @@ class Worker:
                 outcome = await env.invoke(inv, v.timeout)
             duration_ms = (time.perf_counter() - started) * 1000
             output = env.logs.take() if env.logs else ""
-            lines = [
-                init_log,
-                f"START RequestId: {inv.request_id} Version: {v.version}\n",
-                output,
-            ]
-            if isinstance(outcome, Failure):
-                lines.append(f"{_iso_now()} {inv.request_id} {outcome.error_type}: {outcome.message}\n")
-            lines.append(f"END RequestId: {inv.request_id}\n")
-            report = (
-                f"REPORT RequestId: {inv.request_id}\tDuration: {duration_ms:.2f} ms\t"
-                f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\t"
-                f"Memory Size: {v.memory_size} MB\tMax Memory Used: {env.stats_max_memory_mb()} MB"
-            )
-            if cold:
-                report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
-            lines.append(report + "\t\n")
+            failure = outcome if isinstance(outcome, Failure) else None
+            lines = [init_log, *_framed(v, inv.request_id, output, failure, duration_ms,
+                                        env.stats_max_memory_mb(), env.init_duration_ms if cold else None)]
             text = "".join(lines)
             self.logs.append(group, stream, _events(text, int(start_ms)))
             tail = text[-LOG_TAIL_BYTES:] if len(text) > LOG_TAIL_BYTES else text
@@ -229,6 +217,38 @@ class Worker:
 
 def _iso_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _framed(
+    v: FunctionVersion, request_id: str, output: str, failure: Failure | None, duration_ms: float,
+    max_memory_mb: int, init_ms: float | None,
+) -> list[str]:
+    """The invocation's output between Lambda's platform lines: START/END/REPORT text lines, or
+    with LogFormat JSON the platform.start/platform.report records, which a SystemLogLevel of
+    WARN or above leaves out (they are INFO)."""
+    billed = max(1, math.ceil(duration_ms))
+    error = [f"{_iso_now()} {request_id} {failure.error_type}: {failure.message}\n"] if failure else []
+    if v.log_format != "JSON":
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
+            f"Memory Size: {v.memory_size} MB\tMax Memory Used: {max_memory_mb} MB"
+        )
+        if init_ms is not None:
+            report += f"\tInit Duration: {init_ms:.2f} ms"
+        return [f"START RequestId: {request_id} Version: {v.version}\n", output, *error,
+                f"END RequestId: {request_id}\n", report + "\t\n"]
+    if (v.system_log_level or "INFO") not in ("DEBUG", "INFO"):
+        return [output, *error]
+    metrics: dict[str, float | int] = {"durationMs": round(duration_ms, 2), "billedDurationMs": billed,
+                                       "memorySizeMB": v.memory_size, "maxMemoryUsedMB": max_memory_mb}
+    if init_ms is not None:
+        metrics["initDurationMs"] = round(init_ms, 2)
+    start = {"requestId": request_id, "version": v.version}
+    report_record = {"requestId": request_id, "metrics": metrics, "status": "error" if failure else "success"}
+    return [
+        json.dumps({"time": _iso_now(), "type": "platform.start", "record": start}) + "\n", output, *error,
+        json.dumps({"time": _iso_now(), "type": "platform.report", "record": report_record}) + "\n",
+    ]
 
 
 def _events(text: str, ts: int) -> list[tuple[int, str]]:

@@ -62,6 +62,9 @@ def _configure_logging(logging: object) -> None:
         "%Y-%m-%dT%H:%M:%S",
     )
     fmt.converter = time.gmtime
+    as_json = os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON"
+    if as_json:
+        fmt = _json_formatter(lg, time)
 
     class _RequestIdFilter(lg.Filter):  # type: ignore[name-defined,misc]
         def filter(self, record: object) -> bool:
@@ -80,10 +83,33 @@ def _configure_logging(logging: object) -> None:
     handler.addFilter(_RequestIdFilter())
     root = lg.getLogger()  # type: ignore[attr-defined]
     root.addHandler(handler)
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL") or ("INFO" if as_json else None)
     level = {None: "", "TRACE": "DEBUG"}.get(level, level or "").upper()
     if level in lg._nameToLevel:  # type: ignore[attr-defined]
         root.setLevel(level)
+
+
+def _json_formatter(lg: object, time: object) -> object:
+    """LogFormat JSON: one record per line, the fields awslambdaric's JSON format writes."""
+    import json
+
+    class _JsonFormatter(lg.Formatter):  # type: ignore[name-defined,misc]
+        def format(self, record: object) -> str:
+            r = record  # typed loosely, like the module
+            doc = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created)),  # type: ignore[attr-defined]
+                "level": r.levelname,  # type: ignore[attr-defined]
+                "message": r.getMessage(),  # type: ignore[attr-defined]
+                "logger": r.name,  # type: ignore[attr-defined]
+                "requestId": _request_id,
+            }
+            if r.exc_info and r.exc_info[0] is not None:  # type: ignore[attr-defined]
+                exc = r.exc_info[1]  # type: ignore[attr-defined]
+                doc.update(errorType=type(exc).__name__, errorMessage=str(exc),
+                           stackTrace=_exception_doc(exc, _request_id)["stackTrace"])
+            return json.dumps(doc, default=str) + "\n"
+
+    return _JsonFormatter()
 
 
 class _LoggingHook:
