@@ -133,6 +133,9 @@ def lines_with(server: Server, name: str, needle: str, count: int = 1) -> list[t
 
 
 def starts(server: Server, name: str, request_id: str) -> int:
+    """How many times the event ran, by its START lines. Logs reach logs.db in batches every
+    0.2 s, possibly after the queue has already recorded the outcome: let one batch land."""
+    time.sleep(0.5)
     return sum(f"START RequestId: {request_id}" in m for _, m in log_lines(server, name))
 
 
