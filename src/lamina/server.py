@@ -45,6 +45,8 @@ from lamina.store.sqlite import SqliteMetadataStore
 from lamina.telemetry.history import HistoryStore
 from lamina.telemetry.logs import LogStore
 from lamina.telemetry.metrics import LambdaMetrics, event_queue_depth
+from lamina.telemetry.otlp import OtlpExporter, endpoint_from_env
+from lamina.telemetry.traces import TraceRecorder
 from lamina.worker.code import CodeCache
 from lamina.worker.pool import Pool
 from lamina.worker.runtimes import Runtimes
@@ -52,6 +54,8 @@ from lamina.worker.scratch import Scratch
 from lamina.worker.worker import Worker
 
 log = logging.getLogger(__name__)
+
+INVOKE_ASYNC_LIMIT = 262_144  # the deprecated InvokeAsync keeps its historical 256 KB limit
 
 
 def _now() -> datetime:
@@ -74,6 +78,7 @@ class Platform:
     ready: bool = False
     history: HistoryStore | None = None
     metrics: LambdaMetrics | None = None
+    otlp: OtlpExporter | None = None
 
     async def close(self) -> None:
         await self.asynchronous.close()
@@ -141,9 +146,12 @@ async def build(settings: Settings) -> Platform:
 
     functions.on_change.append(on_change)
     metrics = LambdaMetrics(queue_depth=event_queue_depth(events_db_path(settings.data_dir)))
+    otlp_url = endpoint_from_env(os.environ)
+    otlp = OtlpExporter(otlp_url) if otlp_url else None
+    tracer = TraceRecorder(capacity=1000, exporter=otlp.offer if otlp else None)
     invoke_service = InvokeService(
         functions, worker, concurrency, async_payload_limit=settings.limits.async_payload_max_bytes,
-        metrics=metrics,
+        metrics=metrics, tracer=tracer,
     )
     asynchronous = await open_async(settings, functions, invoke_service)
     asynchronous.invoker.metrics = metrics
@@ -163,9 +171,7 @@ async def build(settings: Settings) -> Platform:
         **AccountHandlers(functions, settings).handlers(),
         **InvokeHandlers(invoke_service, functions, concurrency).handlers(),
         **LayerHandlers(layers, downloads.layer_url).handlers(),
-        **AsyncHandlers(
-            asynchronous.configs, asynchronous.enqueue, payload_limit=settings.limits.async_payload_max_bytes
-        ).handlers(),
+        **AsyncHandlers(asynchronous.configs, asynchronous.enqueue, payload_limit=INVOKE_ASYNC_LIMIT).handlers(),
     }
     limits = settings.limits
     lambda_service = LambdaService(
@@ -184,10 +190,10 @@ async def build(settings: Settings) -> Platform:
               status=lambda: {"standby": worker.standbys.status()},
               json_services={"logs": logs_service(
                   LogsHandlers(logs, region=settings.region, account_id=settings.account_id).handlers())},
-              observability=Observability(metrics.exposition, history.page, frozenset({account_root})))
+              observability=Observability(metrics.exposition, history.page, frozenset({account_root}), tracer))
     platform = Platform(
         settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous,
-        history=history, metrics=metrics,
+        history=history, metrics=metrics, otlp=otlp,
     )
     platform_ref.append(platform)
     return platform
@@ -227,6 +233,8 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(platform.logs.run_flusher()),
         asyncio.create_task(platform.worker.pool.run_reaper(interval=5.0)),
     ]
+    if platform.otlp is not None:
+        background.append(asyncio.create_task(platform.otlp.run()))
     platform.worker.start()
     platform.asynchronous.start()
     platform.ready = True

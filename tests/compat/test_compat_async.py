@@ -40,6 +40,7 @@ from test_compat_support import (
 pytestmark = pytest.mark.root  # real sandboxes run every event
 
 ASYNC_LIMIT = 1_048_576
+INVOKE_ASYNC_LIMIT = 262_144  # the deprecated InvokeAsync's own limit
 WAIT_S = 30.0
 # Retries 0.2 s and 0.4 s after a function error; throttles back off 0.05 s .. 0.5 s.
 FAST_ENV = {"LAMINA_ASYNC_RETRY_DELAYS": "0.2,0.4", "LAMINA_ASYNC_THROTTLE_BASE": "0.05",
@@ -399,14 +400,15 @@ def test_over_the_async_limit_is_413_for_both_operations(
         lam: Any, functions: Functions, fn_name: str) -> None:
     functions.create(fn_name)
     over = b'"' + b"x" * (ASYNC_LIMIT - 1) + b'"'
-    calls: list[Callable[[], Any]] = [
-        lambda: lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=over),
-        lambda: lam.invoke_async(FunctionName=fn_name, InvokeArgs=over)]
-    for call in calls:
+    legacy_over = b'"' + b"x" * (INVOKE_ASYNC_LIMIT - 1) + b'"'
+    calls: list[tuple[Callable[[], Any], int]] = [
+        (lambda: lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=over), ASYNC_LIMIT),
+        (lambda: lam.invoke_async(FunctionName=fn_name, InvokeArgs=legacy_over), INVOKE_ASYNC_LIMIT)]
+    for call, limit in calls:
         with pytest.raises(ClientError) as exc:
             call()
         code, status, message = error_of(exc)
-        assert status == 413 and str(ASYNC_LIMIT) in message, (code, message)
+        assert status == 413 and str(limit) in message, (code, message)
     # a synchronous invoke of the same payload is well within its own 6 MB limit
     assert lam.invoke(FunctionName=fn_name, Payload=over)["StatusCode"] == 200
 

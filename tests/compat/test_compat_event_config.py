@@ -215,7 +215,8 @@ def test_event_invoke_refusals(lam: Any, functions: Functions, fn_name: str) -> 
         lam.invoke(FunctionName=fn_name, InvocationType="Event",
                    Payload=b'"' + b"x" * (ASYNC_LIMIT - 1) + b'"')
     assert error_of(exc) == ("RequestTooLargeException", 413,
-                             f"Request must be smaller than {ASYNC_LIMIT} bytes for the InvokeAsync operation")
+                             f"{ASYNC_LIMIT + 1} byte payload is too large for the Event invocation type "
+                             f"(limit {ASYNC_LIMIT} bytes)")
     with pytest.raises(ClientError) as exc:
         lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=b"{not json")
     assert error_of(exc)[:2] == ("InvalidRequestContentException", 400)

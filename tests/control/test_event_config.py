@@ -399,7 +399,7 @@ def test_event_payload_limit(w: World) -> None:
     with pytest.raises(RequestTooLarge) as exc:
         _event(service, payload=body + b" ")
     assert exc.value.status == 413
-    assert exc.value.message == "Request must be smaller than 1048576 bytes for the InvokeAsync operation"
+    assert exc.value.message == "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)"
     assert len(queue.events) == 1
 
 

@@ -27,7 +27,9 @@ from lamina.errors import (
 from lamina.invoke.concurrency import Concurrency
 from lamina.invoke.events import QueuedEvent
 from lamina.runtime import Invocation, InvocationResult
+from lamina.telemetry import traces
 from lamina.telemetry.metrics import LambdaMetrics
+from lamina.telemetry.traces import TraceBuilder, TraceRecorder
 from lamina.worker.environment import Failure
 from lamina.worker.worker import Worker, encode_tail
 
@@ -90,7 +92,7 @@ class InvokeService:
     def __init__(
         self, functions: Functions, worker: Worker, concurrency: Concurrency, rng: random.Random | None = None,
         enqueue: Enqueue | None = None, async_payload_limit: int = ASYNC_PAYLOAD_LIMIT,
-        metrics: LambdaMetrics | None = None,
+        metrics: LambdaMetrics | None = None, tracer: TraceRecorder | None = None,
     ) -> None:
         self.functions = functions
         self.worker = worker
@@ -100,6 +102,7 @@ class InvokeService:
         self.enqueue = enqueue
         self.async_payload_limit = async_payload_limit
         self.metrics = metrics or LambdaMetrics()
+        self.tracer = tracer  # None: tracing off (no invoke is ever sampled)
 
     def _target(self, request: InvokeRequest) -> tuple[FunctionVersion, str]:
         """The version to run and the ARN the caller invoked (weighted aliases pick a version)."""
@@ -137,19 +140,33 @@ class InvokeService:
             return InvokeOutcome(status=204, payload=b"", executed_version=None)
         check_json(request.payload)
         request_id = request.request_id or str(uuid.uuid4())
-        with self.metrics.invoking(version.name, version.version) as probe, self.concurrency.lease(version.name):
-            timeout_ms = version.timeout * 1000
-            inv = Invocation(
-                request_id=request_id,
-                payload=request.payload or b"{}",
-                deadline_ms=int(time.time() * 1000) + timeout_ms,
-                function_arn=arn,
-                trace_id=request.trace_id or new_trace_id(),
-                client_context=request.client_context,
-            )
-            run = await self.worker.run(version, inv)
-            payload, function_error = _answer(run.outcome, request_id)
-            probe.ran(cold=run.cold, duration_ms=run.duration_ms, error=function_error is not None)
+        trace_header = request.trace_id
+        segment = None
+        if self.tracer is not None and (version.tracing_mode == "Active" or trace_header):
+            segment = self._segment(version, request_id, request.trace_id, self.tracer)
+            if segment is not None:
+                trace_header = f"Root={segment.trace_id};Parent={segment.root_id};Sampled=1"
+        try:
+            with self.metrics.invoking(version.name, version.version) as probe, self.concurrency.lease(version.name):
+                timeout_ms = version.timeout * 1000
+                inv = Invocation(
+                    request_id=request_id,
+                    payload=request.payload or b"{}",
+                    deadline_ms=int(time.time() * 1000) + timeout_ms,
+                    function_arn=arn,
+                    trace_id=trace_header or new_trace_id(),
+                    client_context=request.client_context,
+                )
+                started = time.time()
+                run = await self.worker.run(version, inv)
+                payload, function_error = _answer(run.outcome, request_id)
+                probe.ran(cold=run.cold, duration_ms=run.duration_ms, error=function_error is not None)
+        except BaseException:
+            if segment is not None:  # throttled or a platform failure: the segment says so
+                segment.finish(time.time(), error=True)
+            raise
+        if segment is not None:
+            _phases(segment, started, time.time(), run.duration_ms, run.init_ms, function_error)
         return InvokeOutcome(
             status=200,
             payload=payload,
@@ -166,11 +183,18 @@ class InvokeService:
         its request id (the API's x-amzn-RequestId) stays the same on every attempt."""
         if len(request.payload) > self.async_payload_limit:
             raise RequestTooLarge(
-                f"Request must be smaller than {self.async_payload_limit} bytes for the InvokeAsync operation"
+                f"{len(request.payload)} byte payload is too large for the Event invocation type "
+                f"(limit {self.async_payload_limit} bytes)"
             )
         version, _ = self._target(request)
         check_json(request.payload)
         request_id = request.request_id or str(uuid.uuid4())
+        trace_header = request.trace_id
+        if self.tracer is not None and (version.tracing_mode == "Active" or trace_header):
+            # The sampling decision is made here, at the entry, and travels with the event.
+            segment = self._segment(version, request_id, trace_header, self.tracer)
+            if segment is not None:
+                trace_header = f"Root={segment.trace_id};Parent={segment.root_id};Sampled=1"
         await enqueue(
             QueuedEvent(
                 request_id=request_id,
@@ -178,11 +202,53 @@ class InvokeService:
                 qualifier=self.functions.ref(request.function_name, request.qualifier).qualifier,
                 payload=request.payload or b"{}",
                 enqueued_at=time.time(),
-                trace_id=request.trace_id or new_trace_id(),
+                trace_id=trace_header or new_trace_id(),
                 client_context=request.client_context,
             )
         )
         return InvokeOutcome(status=202, payload=b"", request_id=request_id)
+
+    def _segment(
+        self, version: FunctionVersion, request_id: str, header_value: str | None, tracer: TraceRecorder
+    ) -> TraceBuilder | None:
+        """A segment for this invoke if it is sampled; the caller's Root is kept.
+
+        Its root is the API's front end (finished by the API after the response), the queued
+        event's attempt (with its queue wait), or, with neither, the invoke itself."""
+        header = traces.parse_header(header_value)
+        if not traces.should_sample(version.tracing_mode, header):
+            return None
+        root = header.root if header is not None else traces.new_root()
+        parent = header.parent if header is not None else None
+        where = traces.origin.get()
+        attrs = {"function": version.name, "version": version.version, "request_id": request_id}
+        now = time.time()
+        if where is not None and where[0] == "frontend":
+            segment = tracer.begin(root, "lamina.frontend", where[1], parent, **attrs)
+            traces.pending.set(segment)
+            return segment
+        if where is not None and where[0] == "queue":
+            segment = tracer.begin(root, "lamina.event", where[1], parent, **attrs)
+            segment.span("lamina.queue", where[1], now)
+            return segment
+        return tracer.begin(root, "lamina.invocation", now, parent, **attrs)
+
+
+def _phases(
+    segment: TraceBuilder, started: float, ended: float, duration_ms: float, init_ms: float | None,
+    function_error: str | None,
+) -> None:
+    """acquire (with a cold init inside it) then invoke, from the worker's timings."""
+    invoke_start = max(started, ended - duration_ms / 1000)
+    acquire = segment.span("lamina.acquire", started, invoke_start)
+    if init_ms is not None:
+        segment.span("lamina.init", max(started, invoke_start - init_ms / 1000), invoke_start, acquire)
+    extra = {"function_error": function_error} if function_error else {}
+    segment.span("lamina.invoke", invoke_start, ended, **extra)
+    if traces.pending.get() is segment:
+        segment.response_from = ended  # the API closes the response phase and the segment
+    else:
+        segment.finish(ended)
 
 
 def _answer(outcome: InvocationResult | Failure, request_id: str) -> tuple[bytes, str | None]:
