@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     rotate.add_argument("--data-dir", required=True)
     rotate.set_defaults(func=_keys_rotate)
 
-    from lamina import cli_events, cli_history
+    from lamina import cli_events, cli_history, cli_traces
 
     cli_events.add_parser(sub)
     cli_history.add_parser(sub)
+    cli_traces.add_parser(sub)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -84,7 +84,8 @@ class Platform:
         await self.asynchronous.close()
         await self.functions.settle()
         await self.worker.close()
-        self.driver.close()
+        self.driver.close()  # waits for a spawn still in flight (a standby refill)
+        self.driver.reclaim()  # anything such a spawn left behind
         self.driver.hierarchy.remove_parents()  # every env is gone: the parents are empty
         self.logs.close()
         if self.history is not None:

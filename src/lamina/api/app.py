@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ from lamina.errors import (
     MissingAuthenticationToken,
     NotImplementedOperation,
     RequestTooLarge,
+    ResourceNotFound,
     ServiceError,
 )
-from lamina.telemetry import history
+from lamina.telemetry import history, traces
 from lamina.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,8 @@ class Observability:
     metrics: Callable[[], Awaitable[bytes]]
     history: Callable[[str, Mapping[str, str]], dict[str, Any]]
     admins: frozenset[str]
+    # GET /_lamina/traces[/<trace id>]: signed by an admin like history (spans name functions).
+    tracer: traces.TraceRecorder | None = None
 
 
 class App:
@@ -127,6 +131,7 @@ class App:
         if scope["type"] != "http":
             return
         request_id = str(uuid.uuid4())
+        scope["lamina.arrived"] = time.time()  # the front end span of a traced Invoke starts here
         try:
             await self._handle(scope, receive, send, request_id)
         except ApiError as exc:
@@ -134,6 +139,10 @@ class App:
         except LaminaError:
             log.exception("request %s failed", request_id)
             await _send_error(send, ServiceError("An internal error occurred."), request_id)
+        finally:
+            segment = traces.pending.get()
+            if segment is not None:  # a sampled invoke: its response has been written now
+                segment.finish(time.time())
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         path: str = scope["path"]
@@ -161,6 +170,8 @@ class App:
             return
         service = self.lambda_service
         op, path_params = service.model.route(method, path, query)
+        if op.name == "Invoke":
+            traces.origin.set(("frontend", scope["lamina.arrived"]))
         limit = service.body_limits.get(op.name, service.default_body_limit)
         body = await _read_body(receive, headers, limit, op)
         request = sigv4.HttpRequest(
@@ -252,10 +263,40 @@ class App:
             if path.startswith("/_lamina/history/"):
                 await self._history(scope, send, request_id, self.observability)
                 return
+            if path == "/_lamina/traces" or path.startswith("/_lamina/traces/"):
+                await self._traces(scope, send, request_id, self.observability)
+                return
         await _send(send, 404, b'{"message":"Not Found"}', "application/json", request_id)
 
     async def _history(self, scope: Scope, send: Send, request_id: str, obs: Observability) -> None:
         """GET /_lamina/history/<function>?Marker=&MaxItems=, signed by an administrator."""
+        self._admin(scope, obs, "configuration history")
+        function = scope["path"][len("/_lamina/history/"):]
+        query = {k: v[0] for k, v in parse_query(scope.get("query_string", b"")).items() if v}
+        doc = obs.history(function, query)
+        await _send(send, 200, json.dumps(doc).encode(), "application/json", request_id)
+
+    async def _traces(self, scope: Scope, send: Send, request_id: str, obs: Observability) -> None:
+        """GET /_lamina/traces?MaxItems=&FunctionName= (summaries, newest first) or
+        /_lamina/traces/<trace id> (its spans), signed by an administrator."""
+        self._admin(scope, obs, "traces")
+        recorder = obs.tracer
+        trace_id = scope["path"][len("/_lamina/traces/"):] if scope["path"] != "/_lamina/traces" else ""
+        if trace_id:
+            spans = recorder.get(trace_id) if recorder is not None else None
+            if spans is None:
+                raise ResourceNotFound(f"Trace not found: {trace_id}")
+            doc: dict[str, Any] = {"Id": trace_id, "Spans": [s.to_json() for s in spans]}
+        else:
+            query = {k: v[0] for k, v in parse_query(scope.get("query_string", b"")).items() if v}
+            limit = query.get("MaxItems", "100")
+            count = min(int(limit), 1000) if limit.isdigit() else 100
+            found = recorder.summaries(count, query.get("FunctionName")) if recorder is not None else []
+            doc = {"TraceSummaries": found}
+        await _send(send, 200, json.dumps(doc).encode(), "application/json", request_id)
+
+    def _admin(self, scope: Scope, obs: Observability, what: str) -> None:
+        """Verifies a SigV4-signed GET (scope service lambda) by one of ``obs.admins``."""
         raw_query: bytes = scope.get("query_string", b"")
         if "authorization" not in header_map(scope["headers"]) and "X-Amz-Signature" not in parse_query(raw_query):
             raise MissingAuthenticationToken("Missing Authentication Token")
@@ -272,11 +313,7 @@ class App:
         if identity.service != "lambda":
             raise InvalidSignature("Credential should be scoped to correct service: 'lambda'. ")
         if identity.principal_arn not in obs.admins:
-            raise AccessDenied(f"{identity.principal_arn} is not authorized to read configuration history")
-        function = scope["path"][len("/_lamina/history/"):]
-        query = {k: v[0] for k, v in parse_query(raw_query).items() if v}
-        doc = obs.history(function, query)
-        await _send(send, 200, json.dumps(doc).encode(), "application/json", request_id)
+            raise AccessDenied(f"{identity.principal_arn} is not authorized to read {what}")
 
 
 async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int, op: Operation) -> bytes:

@@ -32,6 +32,7 @@ from lamina.invoke.retry import (
     exhausted,
     expired,
 )
+from lamina.telemetry import traces
 from lamina.telemetry.metrics import LambdaMetrics
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class AsyncInvoker:
             return await self._finish(event, config, "RetriesExhausted", event.attempts, None, "interrupted")
         kind: ErrorKind
         self.metrics.event_started(event.function, event.qualifier, self._clock() - event.enqueued_at)
+        traces.origin.set(("queue", event.enqueued_at))  # this event's own task: its queue wait
         try:
             outcome = await self._run(event)
         except TooManyRequests as exc:

@@ -102,7 +102,10 @@ class Exposer:
                     err = ctypes.get_errno()
                     raise SandboxError("reclaim exposure", str(target), err)
                 count += 1
-            target.rmdir()
+            if target.is_dir():
+                target.rmdir()
+            else:  # the mount point of a single-file exposure (e.g. six.py)
+                target.unlink()
         return count
 
 

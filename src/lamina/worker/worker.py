@@ -41,6 +41,7 @@ class RunResult:
     log_tail: str  # the invocation's log lines, START to REPORT
     cold: bool
     duration_ms: float
+    init_ms: float | None = None  # the cold start's init (for traces), None when warm
 
 
 def fingerprint(version: FunctionVersion) -> str:
@@ -203,7 +204,7 @@ class Worker:
             text = "".join(lines)
             self.logs.append(group, stream, _events(text, int(start_ms)))
             tail = text[-LOG_TAIL_BYTES:] if len(text) > LOG_TAIL_BYTES else text
-            return RunResult(outcome, v.version, tail, cold, duration_ms)
+            return RunResult(outcome, v.version, tail, cold, duration_ms, env.init_duration_ms if cold else None)
 
     def start(self) -> None:
         """Starts keeping the standby stock (call once the event loop runs)."""
