@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 
 from lamina.control import arns
 from lamina.control.functions import REVISION_MISMATCH, Functions
@@ -97,10 +98,8 @@ class Aliases:
             new_version = version or alias.function_version
             new_routing = dict(alias.routing if routing is None else routing)
             self._check_targets(tx, fname, new_version, new_routing)
-            updated = Alias(
-                name=name,
-                function=fname,
-                arn=alias.arn,
+            updated = replace(
+                alias,
                 function_version=new_version,
                 revision_id=str(uuid.uuid4()),
                 description=alias.description if description is None else description,

@@ -101,6 +101,7 @@ class Functions:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._cache: dict[tuple[str, str | None], Resolved] = {}
+        self._refs: dict[tuple[str, str | None], arns.FunctionRef] = {}  # pure parse: never stale
         self._cache_generation = -1
         self._aliases: dict[tuple[str, str], Alias] = {}
         # Observers told when a function's code or configuration changes (the worker pool
@@ -117,9 +118,18 @@ class Functions:
         return arns.function_arn(self.settings.region, self.settings.account_id, name, qualifier)
 
     def ref(self, function_name: str, qualifier: str | None = None) -> arns.FunctionRef:
-        return arns.parse_function_ref(
-            function_name, qualifier, region=self.settings.region, account=self.settings.account_id
-        )
+        """The name and qualifier a FunctionName (name, partial or full ARN) and Qualifier mean.
+        Parsed once per distinct pair: the invoke path resolves the same few names all day."""
+        key = (function_name, qualifier)
+        ref = self._refs.get(key)
+        if ref is None:
+            ref = arns.parse_function_ref(
+                function_name, qualifier, region=self.settings.region, account=self.settings.account_id
+            )
+            if len(self._refs) > 4096:
+                self._refs.clear()
+            self._refs[key] = ref
+        return ref
 
     def _now(self) -> str:
         return aws_timestamp(self.clock())
