@@ -10,8 +10,10 @@ cost is reported, never hidden.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import http.client
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -22,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -404,3 +407,45 @@ def wait_standby_full(endpoint: str, timeout: float = 30.0) -> None:
         if all(s["ready"] >= s["target"] for s in stock.values()):
             return
         time.sleep(0.05)
+
+
+ClientChild = Callable[[int, int, int], None]  # (ready_w, go_r, out_w): runs in the child, never returns
+
+
+@contextlib.contextmanager
+def forked_clients(count: int, child: ClientChild) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Forks ``count`` client processes and waits until each has signalled ready (connected,
+    warm). Inside the block, calling the yielded ``release()`` lets them all go and returns their
+    JSON results; every child is reaped on the way out, whatever happened."""
+    kids = []
+    try:
+        for _ in range(count):
+            ready_r, ready_w = os.pipe()
+            go_r, go_w = os.pipe()
+            out_r, out_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                child(ready_w, go_r, out_w)
+            for fd in (ready_w, go_r, out_w):
+                os.close(fd)
+            kids.append((pid, ready_r, go_w, out_r))
+        for _, ready_r, _, _ in kids:
+            os.read(ready_r, 1)
+
+        def release() -> list[dict[str, Any]]:
+            for _, _, go_w, _ in kids:
+                os.write(go_w, b"g")
+            results = []
+            for _, _, _, out_r in kids:
+                chunks = []
+                while chunk := os.read(out_r, 65536):
+                    chunks.append(chunk)
+                results.append(json.loads(b"".join(chunks) or b'{"error": "no result"}'))
+            return results
+
+        yield release
+    finally:
+        for pid, *fds in kids:
+            for fd in fds:
+                os.close(fd)
+            os.waitpid(pid, 0)

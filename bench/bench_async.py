@@ -35,6 +35,7 @@ from _common import (  # noqa: E402
     Server,
     Signed,
     _proc_tree,
+    forked_clients,
     load_baselines,
     loopback_rtt,
     pct,
@@ -221,35 +222,13 @@ def sandboxes(server_pid: int) -> int:
 
 
 def enqueue_throughput(server: Server, function: str, plan: Plan) -> dict[str, Any]:
-    kids = []
-    for _ in range(CLIENTS):
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        out_r, out_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            _client_process(server, function, plan.duration_s, ready_w, go_r, out_w)
-        for fd in (ready_w, go_r, out_w):
-            os.close(fd)
-        kids.append((pid, ready_r, go_w, out_r))
-    results = []
-    try:
-        for _, ready_r, _, _ in kids:
-            os.read(ready_r, 1)
+    def child(ready_w: int, go_r: int, out_w: int) -> None:
+        _client_process(server, function, plan.duration_s, ready_w, go_r, out_w)
+
+    with forked_clients(CLIENTS, child) as release:
         started = time.monotonic()
-        for _, _, go_w, _ in kids:
-            os.write(go_w, b"g")
-        for _, _, _, out_r in kids:
-            chunks = []
-            while chunk := os.read(out_r, 65536):
-                chunks.append(chunk)
-            results.append(json.loads(b"".join(chunks) or b'{"error": "no result"}'))
+        results = release()
         sent_done = time.monotonic()
-    finally:
-        for pid, *fds in kids:
-            for fd in fds:
-                os.close(fd)
-            os.waitpid(pid, 0)
     failed = [r for r in results if "error" in r or r["errors"]]
     if failed:
         raise SystemExit(f"throughput clients failed: {failed}")

@@ -35,6 +35,7 @@ from _common import (  # noqa: E402
     LeanClient,
     Server,
     bwrap_path,
+    forked_clients,
     load_baselines,
     loopback_rtt,
     pct,
@@ -139,6 +140,21 @@ _INIT = re.compile(r"Init Duration: ([0-9.]+) ms")
 _DURATION = re.compile(r"\tDuration: ([0-9.]+) ms")
 
 
+def timed_cold_invoke(client: LeanClient, name: str) -> tuple[float, float, float]:
+    """One first invoke of ``name``: (client end to end, REPORT Init Duration, REPORT Duration) in ms."""
+    signed = client.sign_invoke(name, PAYLOAD, tail=True)
+    t0 = time.perf_counter_ns()
+    reply = client.send(signed)
+    elapsed = (time.perf_counter_ns() - t0) / 1e6
+    if reply.status != 200 or "x-amz-function-error" in reply.headers:
+        raise SystemExit(f"cold invoke {name}: {reply.status} {reply.body[:300]!r}")
+    tail = base64.b64decode(reply.headers.get("x-amz-log-result", "")).decode(errors="replace")
+    init_match, duration_match = _INIT.search(tail), _DURATION.search(tail)
+    if init_match is None or duration_match is None:
+        raise SystemExit(f"cold invoke {name}: no REPORT with Init Duration in the log tail:\n{tail}")
+    return elapsed, float(init_match.group(1)), float(duration_match.group(1))
+
+
 def cold_starts(lam: Any, client: LeanClient, memory: int, n: int) -> dict[str, Any]:
     """First invoke of n new functions; one more, untimed, warms the server's own code paths."""
     e2e: list[float] = []
@@ -147,21 +163,12 @@ def cold_starts(lam: Any, client: LeanClient, memory: int, n: int) -> dict[str, 
     for i in range(n + 1):
         name = f"bench-cold-{memory}-{i}-{secrets.token_hex(3)}"
         create_function(lam, name, memory, make_zip())
-        signed = client.sign_invoke(name, PAYLOAD, tail=True)
-        t0 = time.perf_counter_ns()
-        reply = client.send(signed)
-        elapsed = (time.perf_counter_ns() - t0) / 1e6
-        if reply.status != 200 or "x-amz-function-error" in reply.headers:
-            raise SystemExit(f"cold invoke {name}: {reply.status} {reply.body[:300]!r}")
-        tail = base64.b64decode(reply.headers.get("x-amz-log-result", "")).decode(errors="replace")
-        init_match, duration_match = _INIT.search(tail), _DURATION.search(tail)
-        if init_match is None or duration_match is None:
-            raise SystemExit(f"cold invoke {name}: no REPORT with Init Duration in the log tail:\n{tail}")
+        elapsed, init_ms, duration_ms = timed_cold_invoke(client, name)
         if i == 0:
             continue
         e2e.append(elapsed)
-        init.append(float(init_match.group(1)))
-        duration.append(float(duration_match.group(1)))
+        init.append(init_ms)
+        duration.append(duration_ms)
     outside = [a - b - c for a, b, c in zip(e2e, init, duration, strict=True)]
     return {"memory_mb": memory, "end_to_end": summary(e2e), "init_duration": summary(init),
             "invoke_duration": summary(duration), "outside_env": summary(outside)}
@@ -212,36 +219,14 @@ def _client_process(server: Server, function: str, duration: float, ready_w: int
 def throughput(server: Server, function: str, clients: int, duration: float) -> tuple[dict[str, Any], ForkCount]:
     """invokes/s with ``clients`` forked client processes; forks are counted only once they are all
     connected and warm, so the window holds no client fork and no server cold start."""
-    kids = []
-    for _ in range(clients):
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        out_r, out_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            _client_process(server, function, duration, ready_w, go_r, out_w)
-        for fd in (ready_w, go_r, out_w):
-            os.close(fd)
-        kids.append((pid, ready_r, go_w, out_r))
-    results = []
-    try:
-        for _, ready_r, _, _ in kids:
-            os.read(ready_r, 1)
+    def child(ready_w: int, go_r: int, out_w: int) -> None:
+        _client_process(server, function, duration, ready_w, go_r, out_w)
+
+    with forked_clients(clients, child) as release:
         wait_standby_full(server.endpoint)  # the warm-up's cold starts used standbys up
         with ForkWatcher(server.process.pid) as watcher:
-            for _, _, go_w, _ in kids:
-                os.write(go_w, b"g")
-            for _, _, _, out_r in kids:
-                chunks = []
-                while chunk := os.read(out_r, 65536):
-                    chunks.append(chunk)
-                results.append(json.loads(b"".join(chunks) or b'{"error": "no result"}'))
+            results = release()
         forks = watcher.result()
-    finally:
-        for pid, *fds in kids:
-            for fd in fds:
-                os.close(fd)
-            os.waitpid(pid, 0)
     failed = [r for r in results if "error" in r or r["errors"]]
     if failed:
         raise SystemExit(f"throughput clients failed: {failed}")

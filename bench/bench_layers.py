@@ -13,12 +13,10 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import sys
@@ -31,11 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import LeanClient, Server, start_server, stop_process, summary, wait_standby_full  # noqa: E402
-from bench_invoke import ROLE, boto_client, make_zip  # noqa: E402
-
-PAYLOAD = b"{}"
-_INIT = re.compile(r"Init Duration: ([0-9.]+) ms")
-_DURATION = re.compile(r"\tDuration: ([0-9.]+) ms")
+from bench_invoke import ROLE, boto_client, make_zip, timed_cold_invoke  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -100,17 +94,7 @@ def floors(data: bytes, n: int) -> dict[str, Any]:
 def cold_invoke(client: LeanClient, server: Server, name: str) -> dict[str, float]:
     """First invoke of ``name`` with the standby stock full (so no run waits for a sandbox)."""
     wait_standby_full(server.endpoint)
-    signed = client.sign_invoke(name, PAYLOAD, tail=True)
-    t0 = time.perf_counter_ns()
-    reply = client.send(signed)
-    elapsed = (time.perf_counter_ns() - t0) / 1e6
-    if reply.status != 200 or "x-amz-function-error" in reply.headers:
-        raise SystemExit(f"cold invoke {name}: {reply.status} {reply.body[:300]!r}")
-    tail = base64.b64decode(reply.headers.get("x-amz-log-result", "")).decode(errors="replace")
-    init, duration = _INIT.search(tail), _DURATION.search(tail)
-    if init is None or duration is None:
-        raise SystemExit(f"cold invoke {name}: no REPORT with Init Duration in the log tail:\n{tail}")
-    init_ms, duration_ms = float(init.group(1)), float(duration.group(1))
+    elapsed, init_ms, duration_ms = timed_cold_invoke(client, name)
     return {"e2e": elapsed, "init": init_ms, "outside": elapsed - init_ms - duration_ms}
 
 

@@ -76,8 +76,12 @@ class Aliases:
     def get(self, function_name: str, name: str) -> Alias:
         fname = self._function_name(function_name)
         with self.store.transaction() as tx:
-            self.functions._require(tx, fname)
-            alias = tx.get_alias(fname, name)
+            return self._existing(tx, fname, name)
+
+    def _existing(self, tx: Transaction, fname: str, name: str) -> Alias:
+        """The alias, or AWS's 404 for it (or for its function)."""
+        self.functions._require(tx, fname)
+        alias = tx.get_alias(fname, name)
         if alias is None:
             raise ResourceNotFound(f"Cannot find alias arn: {self.functions.arn(fname, name)}")
         return alias
@@ -89,10 +93,7 @@ class Aliases:
     ) -> Alias:
         fname = self._function_name(function_name)
         with self.store.transaction() as tx:
-            self.functions._require(tx, fname)
-            alias = tx.get_alias(fname, name)
-            if alias is None:
-                raise ResourceNotFound(f"Cannot find alias arn: {self.functions.arn(fname, name)}")
+            alias = self._existing(tx, fname, name)
             if revision_id is not None and revision_id != alias.revision_id:
                 raise PreconditionFailed(REVISION_MISMATCH)
             new_version = version or alias.function_version
