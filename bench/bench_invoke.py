@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
 )
 from botocore.config import Config  # noqa: E402
 
-ROLE = "arn:aws:iam::000000000000:role/lamina-bench"
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 PAYLOAD = json.dumps({"key1": "value1", "key2": "value2", "n": 42}).encode()
 # Echoes the event, as the baseline's HTTP server does; {"sleep": s} holds the env busy so a
 # burst of concurrent invokes is forced onto distinct environments.

@@ -8,6 +8,7 @@
     │   │   ├── UnrecognizedClient
     │   │   ├── InvalidSignature
     │   │   ├── SignatureExpired     (an InvalidSignature with AWS's "Signature expired" text)
+    │   │   ├── ExpiredToken         temporary credentials past their expiry
     │   │   └── AccessDenied
     │   ├── ResourceNotFound         404
     │   ├── InvalidParameterValue    400
@@ -22,6 +23,7 @@
     │   ├── TooManyRequests          429
     │   ├── UnknownOperation         404 (no route for the method and path)
     │   ├── NotImplementedOperation  501 (in AWS's model, not in Lamina yet)
+    │   ├── IamError                 IAM/STS (query protocol) errors by AWS code: NoSuchEntity, ...
     │   └── ServiceError             500
     └── InternalError                never shown to clients verbatim
         ├── StoreError               the metadata store failed
@@ -90,6 +92,10 @@ class InvalidSignature(AuthError):
 
 class SignatureExpired(InvalidSignature):
     """AWS reports an expired or future-dated signature as InvalidSignatureException."""
+
+
+class ExpiredToken(AuthError):
+    code = "ExpiredTokenException"
 
 
 class AccessDenied(AuthError):
@@ -165,6 +171,20 @@ class NotImplementedOperation(ApiError):
     code = "NotImplementedException"
     status = 501
     message_key = "message"
+
+
+class IamError(ApiError):
+    """An error of the IAM or STS APIs (AWS's query protocol, XML body), by AWS code.
+
+    ``sender`` is the XML ``Type`` (Sender for the caller's mistakes, Receiver for ours).
+    The same codes reach Lambda callers only through their own translations.
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400, *, sender: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.error_type = "Sender" if sender else "Receiver"
 
 
 class ServiceError(ApiError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -18,12 +19,12 @@ import uvicorn
 from lamina.api import sigv4
 from lamina.api.app import App, LambdaService, Observability
 from lamina.api.downloads import Downloads
-from lamina.api.keys import AccessKeys
 from lamina.api.lambda_aliases import AccountHandlers, AliasHandlers
 from lamina.api.lambda_async import AsyncHandlers
 from lamina.api.lambda_functions import FunctionHandlers
 from lamina.api.lambda_invoke import InvokeHandlers
 from lamina.api.lambda_layers import LayerHandlers
+from lamina.api.lambda_permissions import PermissionHandlers
 from lamina.api.logs_api import LogsHandlers, logs_service
 from lamina.api.wire import ServiceModel
 from lamina.control.aliases import Aliases
@@ -32,6 +33,7 @@ from lamina.control.functions import Functions
 from lamina.control.layers import Layers
 from lamina.control.model import AccessKey
 from lamina.iam.keys import ADMIN_KEY_SETTING, PRESIGN_KEY_SETTING, ensure_key, write_credentials
+from lamina.identity import IdentityPlatform, build_identity
 from lamina.invoke.asynchronous import AsyncInvocations, open_async
 from lamina.invoke.concurrency import Concurrency
 from lamina.invoke.queue import events_db_path
@@ -49,6 +51,7 @@ from lamina.telemetry.otlp import OtlpExporter, endpoint_from_env
 from lamina.telemetry.traces import TraceRecorder
 from lamina.worker.code import CodeCache
 from lamina.worker.pool import Pool
+from lamina.worker.relay import RelayTarget
 from lamina.worker.runtimes import Runtimes
 from lamina.worker.scratch import Scratch
 from lamina.worker.worker import Worker
@@ -79,6 +82,7 @@ class Platform:
     history: HistoryStore | None = None
     metrics: LambdaMetrics | None = None
     otlp: OtlpExporter | None = None
+    identity: IdentityPlatform | None = None
 
     async def close(self) -> None:
         await self.asynchronous.close()
@@ -117,6 +121,7 @@ async def build(settings: Settings) -> Platform:
     history = HistoryStore(settings.data_dir / "history.db")
     functions.history = layers.history = history
     layers.sweep()
+    identity = build_identity(settings, store, functions, frozenset({account_root}), presign_key.access_key_id)
 
     scratch = Scratch(settings.data_dir)
     driver = BwrapDriver(
@@ -136,6 +141,7 @@ async def build(settings: Settings) -> Platform:
         region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool,
         envs_dir=scratch.envs, standby_stock=settings.standby_per_runtime,
         layers_for=layers.for_function,
+        credentials=identity.credentials, api_target=_relay_target(settings),
     )
     concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
     for name, value in functions.reservations().items():
@@ -158,7 +164,7 @@ async def build(settings: Settings) -> Platform:
     asynchronous.invoker.metrics = metrics
 
     skew = timedelta(seconds=settings.clock_skew_seconds)
-    verifier = sigv4.Verifier(AccessKeys(store, exclude=presign_key.access_key_id), _now, skew=skew)
+    verifier = sigv4.Verifier(identity.access_keys, _now, skew=skew)
     downloads = Downloads(
         functions, layers,
         sigv4.SecretKey(presign_key.access_key_id, presign_key.secret_access_key, None, presign_key.principal_arn),
@@ -173,6 +179,7 @@ async def build(settings: Settings) -> Platform:
         **InvokeHandlers(invoke_service, functions, concurrency).handlers(),
         **LayerHandlers(layers, downloads.layer_url).handlers(),
         **AsyncHandlers(asynchronous.configs, asynchronous.enqueue, payload_limit=INVOKE_ASYNC_LIMIT).handlers(),
+        **PermissionHandlers(identity.permissions).handlers(),
     }
     limits = settings.limits
     lambda_service = LambdaService(
@@ -191,13 +198,28 @@ async def build(settings: Settings) -> Platform:
               status=lambda: {"standby": worker.standbys.status()},
               json_services={"logs": logs_service(
                   LogsHandlers(logs, region=settings.region, account_id=settings.account_id).handlers())},
-              observability=Observability(metrics.exposition, history.page, frozenset({account_root}), tracer))
+              observability=Observability(metrics.exposition, history.page, frozenset({account_root}), tracer),
+              query_services=identity.query_services, guard=identity.guard)
     platform = Platform(
         settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous,
-        history=history, metrics=metrics, otlp=otlp,
+        history=history, metrics=metrics, otlp=otlp, identity=identity,
     )
     platform_ref.append(platform)
     return platform
+
+
+def _relay_target(settings: Settings) -> RelayTarget:
+    """Where environments' relays (AWS_ENDPOINT_URL inside the sandbox) reach this server: over
+    loopback, verifying the server's own certificate when it serves TLS."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "localhost") else settings.host
+    if host == "::":
+        host = "::1"
+    if settings.tls_cert is None:
+        return RelayTarget(host, settings.port)
+    context = ssl.create_default_context(cafile=str(settings.tls_cert))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the certificate itself is the anchor
+    context.check_hostname = False  # pinned to our own certificate; the name is the host's
+    return RelayTarget(host, settings.port, context)
 
 
 class _Server(uvicorn.Server):

@@ -196,7 +196,7 @@ def test_function_layer_errors(lam: Any, lam_raw: Any, functions: Functions, fn_
         assert error_of(exc) == ("InvalidParameterValueException", 400, message)
     with pytest.raises(ClientError) as exc:
         lam_raw.create_function(FunctionName=fn_name, Runtime=RUNTIME, Handler="index.handler",
-                                Role=f"arn:aws:iam::{ACCOUNT}:role/r", Code={"ZipFile": make_zip()},
+                                Role=f"arn:aws:iam::{ACCOUNT}:role/lambda-role", Code={"ZipFile": make_zip()},
                                 Layers=["not-an-arn"])
     assert error_of(exc)[:2] == ("ValidationException", 400)
     functions.create(fn_name)

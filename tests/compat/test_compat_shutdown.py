@@ -29,7 +29,7 @@ def test_sigterm_cleans_up_sandboxes_and_plaintext(server_factory: Callable[...,
     server = server_factory(data_dir)
     lam = client_for(server)
     lam.create_function(FunctionName="bye", Runtime="python3.11", Handler="index.handler",
-                        Role="arn:aws:iam::000000000000:role/r", MemorySize=512,
+                        Role="arn:aws:iam::000000000000:role/lambda-role", MemorySize=512,
                         Code={"ZipFile": make_zip({"index.py": "def handler(e, c):\n    return 'hi'\n"})})
     wait_active(lam, "bye")
     assert lam.invoke(FunctionName="bye")["Payload"].read() == b'"hi"'

@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 LAMINA = Path(sys.executable).parent / "lamina"
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/lamina-compat"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/lambda-role"
 RUNTIME = "python3.11"
 HANDLER = "index.handler"
 START_TIMEOUT_S = 30.0

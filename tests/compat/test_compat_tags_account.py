@@ -74,6 +74,6 @@ def test_account_id_and_region_come_from_the_environment(
         server_factory: Callable[..., Server]) -> None:
     srv = server_factory(env={"LAMINA_ACCOUNT_ID": "123456789012", "LAMINA_REGION": "eu-west-1"})
     lam = client_for(srv, region_name="eu-west-1")
-    created = Functions(lam).create("regional")
+    created = Functions(lam).create("regional", Role="arn:aws:iam::123456789012:role/lambda-role")
     assert created["FunctionArn"] == function_arn("regional", account="123456789012",
                                                   region="eu-west-1")

@@ -92,7 +92,7 @@ def test_kill_9_while_envs_run_then_restart_reclaims(server_factory: Callable[..
     lam = client_for(first)  # 30 s read timeout; the server is killed long before
     name = f"restart-{uuid.uuid4().hex[:10]}"
     lam.create_function(FunctionName=name, Runtime="python3.11", Handler="index.handler",
-                        Role="arn:aws:iam::000000000000:role/lamina-compat", MemorySize=512,
+                        Role="arn:aws:iam::000000000000:role/lambda-role", MemorySize=512,
                         Timeout=60, Code={"ZipFile": make_zip({"index.py": SLOW})})
     wait_active(lam, name)
     marker = f"lamina-restart-{uuid.uuid4().hex}"

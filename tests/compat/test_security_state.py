@@ -35,6 +35,7 @@ DOCUMENTED = frozenset({
     "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "LANG", "PATH",
     "LD_LIBRARY_PATH", "PYTHONPATH", "TZ", "AWS_XRAY_CONTEXT_MISSING", "AWS_XRAY_DAEMON_ADDRESS",
     "AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL",
+    "AWS_ENDPOINT_URL",  # Lamina's addition: the relay to the Lamina API inside the sandbox
 })  # fmt: skip
 # Set inside the sandbox, never carried over from the host: bwrap exports PWD for --chdir, and
 # CPython's C-locale coercion (PEP 538) sets LC_CTYPE when LANG's locale is not installed.

@@ -49,10 +49,14 @@ class FakeEnv:
         self.destroyed = 0
         self.fail_destroy = fail_destroy
         self.in_use = 0  # leases holding this env right now
+        self.revoked = False
 
     @property
     def healthy(self) -> bool:
         return self.ok and not self.destroyed
+
+    def revoke(self) -> None:
+        self.revoked = True
 
     async def destroy(self) -> None:
         self.destroyed += 1
@@ -212,6 +216,8 @@ async def test_retire_destroys_idle_now_and_busy_on_release(h: Harness) -> None:
         idle, _ = await h.use(KEY)  # a second env of the function, now idle
         assert isinstance(busy, FakeEnv) and busy is not idle
         h.pool.retire("fn")
+        assert isinstance(idle, FakeEnv) and idle.revoked  # credentials dead before retire returns
+        assert not busy.revoked  # the running invoke keeps its credentials
         await h.settle()
         assert idle.destroyed == 1
         assert busy.destroyed == 0  # never under a running invoke

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lamina.api import sigv4
+from lamina.api.guard import Guard
+from lamina.api.query import QueryService, parse_form
 from lamina.api.wire import Operation, ServiceModel, header_map, parse_query
 from lamina.errors import (
     AccessDenied,
     ApiError,
+    IamError,
     InvalidSignature,
     LaminaError,
     MissingAuthenticationToken,
@@ -114,7 +117,11 @@ class App:
         status: Callable[[], dict[str, Any]] = dict,
         json_services: Mapping[str, JsonService] | None = None,
         observability: Observability | None = None,
+        query_services: Mapping[str, QueryService] | None = None,
+        guard: Guard | None = None,
     ) -> None:
+        self.guard = guard
+        self.query_services = dict(query_services or {})
         self.observability = observability
         self.json_services = dict(json_services or {})
         self.region = region
@@ -166,7 +173,11 @@ class App:
         )
         json_service = self.json_services.get(scoped or "")
         if json_service is not None:
-            await self._handle_json(json_service, scope, receive, send, request_id, headers)
+            await self._handle_json(json_service, scoped or "", scope, receive, send, request_id, headers)
+            return
+        query_service = self.query_services.get(scoped or "")
+        if query_service is not None:
+            await self._handle_query(query_service, scoped or "", scope, receive, send, request_id, headers)
             return
         service = self.lambda_service
         op, path_params = service.model.route(method, path, query)
@@ -191,6 +202,8 @@ class App:
             raise NotImplementedOperation(f"Lamina does not implement {op.name} yet.")
         params = service.model.parse_input(op, path_params, query, headers, body)
         service.model.validate(op, params)
+        if self.guard is not None:
+            self.guard.check("lambda", identity, op.name, params, _conditions(scope))
         ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
         token = history.principal.set(identity.principal_arn)  # who made a configuration change
         try:
@@ -201,7 +214,7 @@ class App:
         await _send(send, status, out_body, content_type, request_id, out_headers)
 
     async def _handle_json(
-        self, service: JsonService, scope: Scope, receive: Receive, send: Send, request_id: str,
+        self, service: JsonService, service_name: str, scope: Scope, receive: Receive, send: Send, request_id: str,
         headers: Mapping[str, str],
     ) -> None:
         """AWS's JSON protocol (CloudWatch Logs, ...): POST /, the operation in X-Amz-Target."""
@@ -227,6 +240,8 @@ class App:
                 raise JsonError("UnknownOperationException", f"Lamina does not implement {name} yet.")
             params = service.model.parse_input(op, {}, {}, headers, body)
             service.model.validate(op, params)
+            if self.guard is not None:
+                self.guard.check(service_name, identity, name, params, _conditions(scope))
             ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
             result = await handler(ctx, params)
             _, _, out_body, _ = service.model.serialize_output(op, result or {})
@@ -236,6 +251,42 @@ class App:
             status = 400 if exc.status < 500 else exc.status
             doc = {"__type": code, "message": exc.message}
             await _send(send, status, json.dumps(doc).encode(), "application/x-amz-json-1.1", request_id)
+
+    async def _handle_query(
+        self, service: QueryService, service_name: str, scope: Scope, receive: Receive, send: Send,
+        request_id: str, headers: Mapping[str, str],
+    ) -> None:
+        """AWS's query protocol (IAM, STS): Action and parameters form-encoded, XML answers."""
+        model = service.model
+        try:
+            raw_query: bytes = scope.get("query_string", b"")
+            body = await _read_query_body(receive, headers, service.body_limit)
+            request = sigv4.HttpRequest(
+                method=scope["method"],
+                raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+                query_string=raw_query.decode("latin-1"),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                body=body,
+            )
+            identity = self.verifier.verify(request)
+            # IAM is global: AWS's own endpoint is signed for us-east-1; a client given Lamina's
+            # endpoint signs with its configured region, which must be Lamina's like for Lambda.
+            if identity.region not in (self.region, "us-east-1"):
+                raise InvalidSignature("Credential should be scoped to a valid region. ")
+            form = parse_form(body) if scope["method"] == "POST" else parse_form(raw_query)
+            name, params = model.parse(form)
+            handler = service.handlers.get(name)
+            if handler is None:
+                raise IamError("InvalidAction", f"Lamina does not implement {name} yet.", 400)
+            model.validate(name, params)
+            if self.guard is not None:
+                self.guard.check(service_name, identity, name, params, _conditions(scope))
+            ctx = RequestContext(request_id, identity, _endpoint(scope, headers), headers)
+            result = await handler(ctx, params)
+            await _send(send, 200, model.serialize(name, result, request_id), "text/xml", request_id)
+        except ApiError as exc:
+            status = exc.status if exc.status < 500 else 500
+            await _send(send, status, model.error(exc, request_id), "text/xml", request_id)
 
     async def _internal(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         path: str = scope["path"]
@@ -342,6 +393,35 @@ async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int, o
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+async def _read_query_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise IamError("RequestEntityTooLarge", f"Request must be smaller than {limit} bytes", 413)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise IamError("RequestEntityTooLarge", f"Request must be smaller than {limit} bytes", 413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _conditions(scope: Scope) -> dict[str, str]:
+    """The global condition keys a request carries (aws:SecureTransport, aws:SourceIp)."""
+    client = scope.get("client")
+    context = {"aws:SecureTransport": "true" if scope.get("scheme") == "https" else "false"}
+    if client:
+        context["aws:SourceIp"] = str(client[0])
+    return context
 
 
 def _endpoint(scope: Scope, headers: Mapping[str, str]) -> str:

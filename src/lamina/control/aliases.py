@@ -117,6 +117,7 @@ class Aliases:
             before = tx.get_alias(fname, name)
             tx.delete_alias(fname, name)
             tx.delete_event_invoke_config(fname, name)
+            tx.delete_function_policy(fname, name)
         if before is not None:  # deleting a missing alias changes nothing
             self.functions.history.record("DeleteAlias", fname, before, None)
 

@@ -111,6 +111,9 @@ class Functions:
         self.layers: Layers | None = None
         # Set by the server assembly: every successful change is recorded (who, when, before/after).
         self.history: Recorder = NO_HISTORY
+        # Set by the server assembly: raises when Lambda may not assume the role (it does not
+        # exist or does not trust lambda.amazonaws.com). Unset, roles are only checked by form.
+        self.role_check: Callable[[str], None] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -198,6 +201,8 @@ class Functions:
             environment=change.environment,
             architectures=change.architectures,
         )
+        if change.role is not None and self.role_check is not None:
+            self.role_check(change.role)
 
     # -- create / read ---------------------------------------------------------------------
 
@@ -571,6 +576,7 @@ class Functions:
                     )
                 tx.delete_version(ref.name, ref.qualifier)
                 tx.delete_event_invoke_config(ref.name, ref.qualifier)
+                tx.delete_function_policy(ref.name, ref.qualifier)
                 keys = [version.code_key] if not any(
                     v.code_key == version.code_key for v in versions if v.version != ref.qualifier
                 ) else []

@@ -119,6 +119,7 @@ class AccessKey:
     created: str
     session_token: str | None = None
     expires: str | None = None
+    status: str = "Active"  # or "Inactive" (UpdateAccessKey): an inactive key signs nothing
 
 
 @dataclass(frozen=True)

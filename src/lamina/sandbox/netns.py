@@ -1,4 +1,4 @@
-"""Network namespaces made without a process, and a listener that lives inside one.
+"""Network namespaces made without a process, and listeners that live inside one.
 
 A socket keeps the network namespace it was created in. So the worker can own an env's
 Runtime API listener (127.0.0.1:<port> inside the env's namespace) and serve it from the host
@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from lamina.errors import SandboxError
@@ -58,41 +58,56 @@ def entered(ns_fd: int) -> Iterator[None]:
         os.close(home)
 
 
-def _create(port: int, backlog: int) -> tuple[int, socket.socket]:
+def _listen(port: int, backlog: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(backlog)
+    except OSError as exc:
+        listener.close()
+        raise SandboxError("netns listener", f"127.0.0.1:{port}", exc.errno) from exc
+    return listener
+
+
+def _create(ports: Sequence[int], backlog: int) -> tuple[int, list[socket.socket]]:
     home = _self_ns()
     try:
         _check("unshare net", _libc.unshare(CLONE_NEWNET))
         ns_fd = -1
+        listeners: list[socket.socket] = []
         try:
             _loopback_up()
             ns_fd = _self_ns()
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", port))
-            listener.listen(backlog)
-        except OSError as exc:
+            for port in ports:
+                listeners.append(_listen(port, backlog))
+        except BaseException:
+            for listener in listeners:
+                listener.close()
             if ns_fd >= 0:
                 os.close(ns_fd)
-            raise SandboxError("netns listener", f"127.0.0.1:{port}", exc.errno) from exc
+            raise
         finally:
             _check("setns net back", _libc.setns(home, CLONE_NEWNET))
-        return ns_fd, listener
+        return ns_fd, listeners
     finally:
         os.close(home)
 
 
-def create(port: int = 9001, backlog: int = 16) -> tuple[int, socket.socket]:
-    """A fresh network namespace (loopback up) and a TCP listener on 127.0.0.1:``port`` in it.
+def create_listeners(ports: Sequence[int], backlog: int = 16) -> tuple[int, list[socket.socket]]:
+    """A fresh network namespace (loopback up) and one TCP listener on 127.0.0.1:<port> in it
+    for each of ``ports``, in that order (the Runtime API's, the Lamina API relay's, ...).
 
-    Returns the namespace fd (close it when the env is destroyed) and the listening socket.
-    Runs in a dedicated thread so the caller's thread never changes namespace.
+    Returns the namespace fd (close it when the env is destroyed) and the listening sockets.
+    Runs in a dedicated thread so the caller's thread never changes namespace. On failure
+    nothing is left open.
     """
-    result: list[tuple[int, socket.socket]] = []
+    result: list[tuple[int, list[socket.socket]]] = []
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            result.append(_create(port, backlog))
+            result.append(_create(ports, backlog))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -102,3 +117,9 @@ def create(port: int = 9001, backlog: int = 16) -> tuple[int, socket.socket]:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def create(port: int = 9001, backlog: int = 16) -> tuple[int, socket.socket]:
+    """:func:`create_listeners` with a single listener on 127.0.0.1:``port``."""
+    ns_fd, (listener,) = create_listeners((port,), backlog)
+    return ns_fd, listener

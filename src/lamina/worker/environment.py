@@ -18,7 +18,8 @@ start usually skips sandbox and interpreter start altogether.
 An environment that failed in any way is never reused: ``healthy`` turns False and the pool
 destroys it. The Runtime API listener is created inside the environment's own network
 namespace (127.0.0.1:9001 there) and served from this process, so the sandbox needs no extra
-process and can reach nothing else.
+process and can reach nothing else. With a relay target, a second listener there
+(127.0.0.1:9002, see ``relay.py``) carries connections to the Lamina API, and only there.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from lamina.sandbox import netns
 from lamina.sandbox.driver import Sandbox, SandboxDriver, SandboxSpec
 from lamina.worker.code import link_tree
 from lamina.worker.logcapture import LogCapture
+from lamina.worker.relay import RELAY_PORT, Relay, RelayTarget
 from lamina.worker.scratch import remove_tree
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,9 @@ class Failure:
 
 
 class Environment:
-    def __init__(self, standby: StandbyConfig, driver: SandboxDriver, workdir: Path) -> None:
+    def __init__(
+        self, standby: StandbyConfig, driver: SandboxDriver, workdir: Path, api_target: RelayTarget | None = None
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.standby = standby
         self.driver = driver
@@ -106,12 +110,14 @@ class Environment:
         self.spans: dict[str, float] = {}  # named timings of the cold start, in seconds
         self.logs: LogCapture | None = None
         self._on_destroy: Callable[[], None] | None = None
+        self._on_revoke: Callable[[], None] | None = None
         self._failed = False
         self._channel = RuntimeChannel()
         self._server: asyncio.Server | None = None
         self._sandbox: Sandbox | None = None
         self._exit: asyncio.Task[int] | None = None
         self._ns_fd: int | None = None
+        self.relay = Relay(api_target) if api_target is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -136,8 +142,15 @@ class Environment:
             (self.workdir / sub).mkdir(parents=True)
             os.chmod(self.workdir / sub, 0o755)
         os.chmod(self.workdir, 0o711)
-        self._ns_fd, sock = await asyncio.to_thread(netns.create, RUNTIME_API_PORT)
-        self._server = await serve(sock, self._channel, max_body=RESPONSE_LIMIT)
+        ports = (RUNTIME_API_PORT, RELAY_PORT) if self.relay is not None else (RUNTIME_API_PORT,)
+        self._ns_fd, socks = await asyncio.to_thread(netns.create_listeners, ports)
+        self._server = await serve(socks[0], self._channel, max_body=RESPONSE_LIMIT)
+        if self.relay is not None:
+            try:
+                await self.relay.start(socks[1])
+            except BaseException:
+                socks[1].close()
+                raise
         read_fd, write_fd = os.pipe()
         try:
             self.logs = LogCapture(read_fd)
@@ -182,14 +195,17 @@ class Environment:
     # -- assign ---------------------------------------------------------------------------------
 
     async def assign(
-        self, assignment: Assignment, init_timeout: float, release: Callable[[], None] | None = None
+        self, assignment: Assignment, init_timeout: float, release: Callable[[], None] | None = None,
+        revoke: Callable[[], None] | None = None,
     ) -> Failure | None:
         """Binds the env to one function version and runs its init; a Failure if init failed.
-        ``release`` runs once when the env is destroyed (it gives back the code tree)."""
+        ``release`` runs once when the env is destroyed (it gives back the code tree);
+        ``revoke`` once when it leaves service (its credentials stop working)."""
         assert self.state is EnvState.STANDBY and self._sandbox is not None and self._exit is not None
         self.state = EnvState.STARTING
         self.assignment = assignment
         self._on_destroy = release
+        self._on_revoke = revoke
         started = time.perf_counter()
         await asyncio.to_thread(self._link, assignment)
         self._sandbox.resize(assignment.memory_mb)
@@ -283,7 +299,24 @@ class Environment:
 
     async def destroy(self, grace: float = 0.5) -> None:
         """Ends the environment: SIGTERM then SIGKILL after ``grace`` if it was healthy and idle,
-        SIGKILL at once otherwise; then frees every resource. Idempotent."""
+        SIGKILL at once otherwise; then frees every resource. Idempotent. ``release`` (given to
+        assign) runs even if a teardown step fails; the credentials are revoked first."""
+        self.revoke()
+        try:
+            await self._teardown(grace)
+        finally:
+            if self._on_destroy is not None:
+                on_destroy, self._on_destroy = self._on_destroy, None
+                on_destroy()
+
+    def revoke(self) -> None:
+        """The env leaves service: its credentials stop working now, not once it is torn down
+        (a deleted function's keys must be dead when DeleteFunction answers). Idempotent."""
+        if self._on_revoke is not None:
+            on_revoke, self._on_revoke = self._on_revoke, None
+            on_revoke()
+
+    async def _teardown(self, grace: float) -> None:
         graceful = self.healthy and self.state is EnvState.IDLE
         self.state = EnvState.DEAD
         self._failed = True
@@ -303,6 +336,8 @@ class Environment:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self.relay is not None:
+            await self.relay.close()
         if self.logs is not None:
             self.logs.close()
             self.logs = None
@@ -310,9 +345,6 @@ class Environment:
             os.close(self._ns_fd)
             self._ns_fd = None
         await asyncio.to_thread(remove_tree, self.workdir)
-        if self._on_destroy is not None:
-            on_destroy, self._on_destroy = self._on_destroy, None
-            on_destroy()
 
 
 def _signame(number: int) -> str:

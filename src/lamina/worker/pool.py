@@ -39,8 +39,12 @@ class PooledEnv(Protocol):
         """False once the env timed out, crashed, ran out of memory or misbehaved."""
         ...
 
+    def revoke(self) -> None:
+        """Leaving service: the env's credentials stop working now; idempotent."""
+        ...
+
     async def destroy(self) -> None:
-        """Kills everything in the env and frees its resources; idempotent."""
+        """Kills everything in the env and frees its resources (revoking first); idempotent."""
         ...
 
 
@@ -154,6 +158,7 @@ class Pool:
                 log.debug("reaped %d idle environments", reaped)
 
     def _destroy_soon(self, env: PooledEnv) -> None:
+        env.revoke()
         task = asyncio.get_running_loop().create_task(self._destroy(env))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -4,6 +4,13 @@ It owns the environment pool, the code cache on the scratch tmpfs and the sandbo
 ``run()`` leases an environment for exactly one invocation (a cold start when none is idle),
 frames the invocation's log output (START / END / REPORT) into the function's log stream and
 returns what happened; the invoke service above it turns that into the API's answer.
+
+Each assigned environment gets temporary credentials of its function's execution role (from
+the ``CredentialIssuer``), in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
+as on AWS. One loop refreshes the credentials of every live environment; an environment's
+credentials are revoked when it is destroyed, whatever the reason (the destroy hook given
+to ``Environment.assign``). With a relay target, AWS_ENDPOINT_URL points the SDK at the
+env's relay listener, which carries its connections to the Lamina API.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from lamina.runtime import Invocation, InvocationResult
 from lamina.sandbox.driver import SandboxDriver
 from lamina.telemetry.logs import LogStore
 from lamina.worker.code import CodeCache
+from lamina.worker.credentials import REFRESH_INTERVAL, CredentialIssuer, IssuedCredentials, LiveCredentials
 from lamina.worker.environment import Assignment, Environment, Failure, StandbyConfig
 from lamina.worker.pool import EnvKey, Pool
+from lamina.worker.relay import RELAY_ENDPOINT, RelayTarget
 from lamina.worker.runtimes import LD_LIBRARY_PATH, PATH, RUNTIME_DIR, TASK_ROOT, Runtimes
 from lamina.worker.standby import Standbys
 
@@ -62,7 +71,13 @@ class Worker:
         envs_dir: Path,
         standby_stock: int = 1,
         layers_for: Callable[[tuple[str, ...]], tuple[LayerVersion, ...]] = lambda arns: (),
+        credentials: CredentialIssuer | None = None,
+        api_target: RelayTarget | None = None,
+        refresh_interval: float = REFRESH_INTERVAL,
     ) -> None:
+        """``credentials`` issues each environment its role's credentials (None: random
+        placeholders, which sign nothing); ``api_target`` is where env relays connect (None:
+        no relay, no AWS_ENDPOINT_URL)."""
         self.region = region
         self.driver = driver
         self.runtimes = runtimes
@@ -71,6 +86,8 @@ class Worker:
         self.pool = pool
         self.envs_dir = envs_dir
         self.layers_for = layers_for  # layer version ARNs -> versions (deleted ones included)
+        self.credentials = LiveCredentials(credentials, refresh_interval) if credentials is not None else None
+        self.api_target = api_target
         self.standbys = Standbys(
             self._warm_standby, {runtime: standby_stock for runtime in runtimes.names[:1]}
         )
@@ -79,11 +96,17 @@ class Worker:
         """After an update or delete: no new invoke reaches the function's current envs."""
         self.pool.retire(function)
 
-    def _environment_variables(self, v: FunctionVersion, stream: str) -> dict[str, str]:
+    def _environment_variables(
+        self, v: FunctionVersion, stream: str, creds: IssuedCredentials | None = None
+    ) -> dict[str, str]:
         launch = self.runtimes.launch(v.runtime)
         env = dict(v.environment)  # the function's own first: the reserved names below win
         env.update(dict(launch.env))
-        key_id = "ASIA" + secrets.token_hex(8).upper()
+        if creds is None:  # no issuer: per-environment placeholders, never the admin's key
+            creds = IssuedCredentials(
+                "ASIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30),
+                secrets.token_urlsafe(48), datetime.now(timezone.utc),
+            )
         env.update(
             {
                 "_HANDLER": v.handler,
@@ -102,12 +125,13 @@ class Worker:
                 "TZ": ":UTC",
                 "PATH": PATH,
                 "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
-                # Per-environment placeholders until execution roles land: never the admin's key.
-                "AWS_ACCESS_KEY_ID": key_id,
-                "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
-                "AWS_SESSION_TOKEN": secrets.token_urlsafe(48),
+                "AWS_ACCESS_KEY_ID": creds.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+                "AWS_SESSION_TOKEN": creds.session_token,
             }
         )
+        if self.api_target is not None:
+            env["AWS_ENDPOINT_URL"] = RELAY_ENDPOINT  # nothing else is reachable from the env
         if v.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
         if v.application_log_level:
@@ -118,7 +142,7 @@ class Worker:
         """A sandbox of ``runtime`` started and waiting for its function."""
         launch = self.runtimes.launch(runtime)
         config = StandbyConfig(runtime, launch.argv, self.runtimes.standby_env(runtime), launch.binds, tmp_mb)
-        env = Environment(config, self.driver, self.envs_dir)
+        env = Environment(config, self.driver, self.envs_dir, self.api_target)
         try:
             await env.spawn()
         except BaseException:
@@ -151,6 +175,18 @@ class Worker:
             await env.destroy()
             raise
 
+        try:
+            creds = self._issue(v)
+        except BaseException:
+            for key in keys:
+                self.code.release(key)
+            await env.destroy()
+            raise
+
+        def revoke() -> None:
+            if creds is not None and self.credentials is not None:
+                self.credentials.revoke(creds.access_key_id)  # logs failures, never raises
+
         def release() -> None:
             for key in keys:
                 self.code.release(key)
@@ -160,18 +196,25 @@ class Worker:
         assignment = Assignment(
             function=v.name,
             version=v.version,
-            env=self._environment_variables(v, stream),
+            env=self._environment_variables(v, stream, creds),
             code_tree=trees[0],
             memory_mb=v.memory_size,
             log_stream=stream,
             layer_trees=tuple(trees[1:]),
         )
         try:
-            failure = await env.assign(assignment, INIT_TIMEOUT, release=release)
+            failure = await env.assign(assignment, INIT_TIMEOUT, release=release, revoke=revoke)
         except BaseException:
             await env.destroy()  # gives the code tree back through ``release``, exactly once
             raise
         return env, failure
+
+    def _issue(self, v: FunctionVersion) -> IssuedCredentials | None:
+        """The role's credentials for one new environment (the session is the function's
+        name, as on AWS); None without an issuer."""
+        if self.credentials is None:
+            return None
+        return self.credentials.issue(v.role, session_name=v.name)
 
     async def run(self, v: FunctionVersion, inv: Invocation) -> RunResult:
         key = EnvKey(v.name, v.version, fingerprint(v))
@@ -207,12 +250,17 @@ class Worker:
             return RunResult(outcome, v.version, tail, cold, duration_ms, env.init_duration_ms if cold else None)
 
     def start(self) -> None:
-        """Starts keeping the standby stock (call once the event loop runs)."""
+        """Starts keeping the standby stock and refreshing credentials (call once the event
+        loop runs)."""
         self.standbys.start()
+        if self.credentials is not None:
+            self.credentials.start()
 
     async def close(self) -> None:
         await self.standbys.close()
         await self.pool.close()
+        if self.credentials is not None:  # also revokes keys of cold starts cut short
+            await self.credentials.close()
         self.code.clear()
 
 

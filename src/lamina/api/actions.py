@@ -1,0 +1,116 @@
+"""Which IAM action on which resource each API request is, as AWS's authorization reference says.
+
+A request's parameters are already parsed and checked against the model when these run, so
+they only name things: the function (with its qualifier) for Lambda, the log group/stream for
+CloudWatch Logs, the role or user for IAM. ``lambda_access`` resolves FunctionName with the
+same rules the handlers use, so a malformed name fails here with the error the handler would
+have raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lamina.control.arns import (
+    FunctionRef,
+    function_arn,
+    layer_arn,
+)
+from lamina.control.model import LATEST
+
+# Lambda operations whose IAM action is not "lambda:" + the operation's name.
+_LAMBDA_ACTIONS = {
+    "Invoke": "InvokeFunction",
+    "InvokeWithResponseStream": "InvokeFunction",
+    "GetLayerVersionByArn": "GetLayerVersion",
+}
+# Alias management is authorized on the function (the alias is what the call creates/changes).
+_UNQUALIFIED = frozenset({"CreateAlias", "GetAlias", "UpdateAlias", "DeleteAlias", "ListAliases"})
+# Operations that need no permission at all.
+_FREE = frozenset({"GetCallerIdentity"})
+
+
+@dataclass(frozen=True)
+class Access:
+    """One permission a request needs: ``action`` on ``resource``.
+
+    ``function`` names the Lambda function (and qualifier) whose resource-based policy also
+    applies; ``role`` the IAM role whose trust policy does (sts:AssumeRole).
+    """
+
+    action: str
+    resource: str
+    function: FunctionRef | None = None
+    role: str | None = None
+
+
+def lambda_access(
+    op: str, params: Mapping[str, Any], region: str, account: str,
+    resolve: Callable[[str, str | None], FunctionRef],
+) -> list[Access]:
+    """``resolve`` turns FunctionName + Qualifier into a FunctionRef (the control plane's cached
+    parser, so both agree and the invoke path parses each name once)."""
+    action = "lambda:" + _LAMBDA_ACTIONS.get(op, op)
+    name = params.get("FunctionName")
+    if isinstance(name, str):
+        ref = resolve(name, params.get("Qualifier") if op not in _UNQUALIFIED else None)
+        if op in _UNQUALIFIED or ref.qualifier == LATEST:  # $LATEST is the function itself
+            ref = FunctionRef(ref.name)
+        accesses = [Access(action, function_arn(region, account, ref.name, ref.qualifier), ref)]
+        role = params.get("Role")
+        if op in ("CreateFunction", "UpdateFunctionConfiguration") and isinstance(role, str):
+            accesses.append(Access("iam:PassRole", role))
+        return accesses
+    if isinstance(params.get("Resource"), str):  # tags: the function ARN itself
+        return [Access(action, params["Resource"])]
+    if isinstance(params.get("Arn"), str):  # GetLayerVersionByArn
+        return [Access(action, params["Arn"])]
+    layer = params.get("LayerName")
+    if isinstance(layer, str):
+        base = layer if layer.startswith("arn:") else layer_arn(region, account, layer)
+        version = params.get("VersionNumber")
+        return [Access(action, f"{base}:{version}" if version is not None else base)]
+    return [Access(action, "*")]
+
+
+def logs_access(op: str, params: Mapping[str, Any], region: str, account: str) -> list[Access]:
+    """CloudWatch Logs: log-stream ARN for stream calls, ``log-group:NAME:*`` for group calls."""
+    base = f"arn:aws:logs:{region}:{account}:log-group:"
+    group = params.get("logGroupName")
+    stream = params.get("logStreamName")
+    if isinstance(group, str) and isinstance(stream, str):
+        resource = f"{base}{group}:log-stream:{stream}"
+    elif isinstance(group, str):
+        resource = f"{base}{group}:*"
+    else:
+        resource = f"{base}*"
+    return [Access("logs:" + op, resource)]
+
+
+def iam_access(op: str, params: Mapping[str, Any], account: str, caller: str) -> list[Access]:
+    """IAM: the role or user the call names (the caller's own user when it names none)."""
+    base = f"arn:aws:iam::{account}:"
+    action = "iam:" + op
+    if isinstance(params.get("RoleName"), str):
+        return [Access(action, f"{base}role/{params['RoleName']}")]
+    if isinstance(params.get("UserName"), str):
+        return [Access(action, f"{base}user/{params['UserName']}")]
+    if op == "ListRoles":
+        return [Access(action, f"{base}role{params.get('PathPrefix') or '/'}")]
+    if op == "ListUsers":
+        return [Access(action, f"{base}user{params.get('PathPrefix') or '/'}")]
+    if "User" in op or "AccessKey" in op:  # no UserName: the caller's own user
+        return [Access(action, caller)]
+    return [Access(action, "*")]
+
+
+def sts_access(op: str, params: Mapping[str, Any]) -> list[Access]:
+    if op in _FREE:
+        return []
+    role = params.get("RoleArn")
+    if isinstance(role, str):
+        return [Access("sts:" + op, role, role=role)]
+    return [Access("sts:" + op, "*")]
+

@@ -1,0 +1,54 @@
+"""Every signed API call passes here between parsing and its handler: is the caller allowed?
+
+The service decides how a refusal reads: Lambda and CloudWatch Logs answer 403
+``AccessDeniedException``, IAM and STS 403 ``AccessDenied`` — each with AWS's text
+("User: ARN is not authorized to perform: ACTION on resource: ARN because ...").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lamina.api import actions
+from lamina.api.sigv4 import Identity
+from lamina.control.arns import FunctionRef
+from lamina.errors import AccessDenied, IamError
+from lamina.iam.authorizer import Authorizer
+
+
+class Guard:
+    def __init__(
+        self, authorizer: Authorizer, region: str, account: str,
+        resolve: Callable[[str, str | None], FunctionRef],
+    ) -> None:
+        self.authorizer = authorizer
+        self.region = region
+        self.account = account
+        self.resolve = resolve
+
+    def check(
+        self, service: str, identity: Identity, operation: str, params: Mapping[str, Any],
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        principal = identity.principal_arn
+        if self.authorizer.is_admin(principal):
+            return
+        if service == "lambda":
+            needed = actions.lambda_access(operation, params, self.region, self.account, self.resolve)
+        elif service == "logs":
+            needed = actions.logs_access(operation, params, self.region, self.account)
+        elif service == "iam":
+            needed = actions.iam_access(operation, params, self.account, principal)
+        elif service == "sts":
+            needed = actions.sts_access(operation, params)
+        else:
+            needed = [actions.Access(f"{service}:{operation}", "*")]
+        denial = self.authorizer.check(principal, needed, context)
+        if denial is None:
+            return
+        if service == "sts":
+            raise IamError("AccessDenied", denial.brief_message, 403)
+        if service == "iam":
+            raise IamError("AccessDenied", denial.message, 403)
+        raise AccessDenied(denial.message)

@@ -1,0 +1,53 @@
+"""IAM's stored entities: roles and users.
+
+Frozen dataclasses with plain-document (de)serialisation so the metadata store persists them
+without knowing IAM's wire shapes. Inline policies are not fields here: they live in their own
+rows (``tx.*_role_policy`` / ``tx.*_user_policy``) so a policy can change without rewriting the
+entity and a delete of the entity can refuse while policies remain, as AWS does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    arn: str
+    role_id: str  # "AROA" + 16 characters
+    path: str
+    created: str  # ISO-8601, "YYYY-MM-DDTHH:MM:SSZ"
+    assume_role_policy: str  # the trust policy, JSON text as the caller sent it
+    description: str = ""
+    max_session_duration: int = 3600
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "tags": dict(self.tags)}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Role:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    arn: str
+    user_id: str  # "AIDA" + 16 characters
+    path: str
+    created: str  # ISO-8601, "YYYY-MM-DDTHH:MM:SSZ"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "tags": dict(self.tags)}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> User:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})

@@ -1,0 +1,90 @@
+"""Assembles identity and access: IAM/STS APIs, credentials, policies and their enforcement.
+
+Part of the server assembly (``lamina.server``), kept apart so that file stays about wiring
+the invoke path. On every start the documented default execution role exists:
+``arn:aws:iam::<account>:role/lambda-role``, trusted by ``lambda.amazonaws.com``, allowed to
+write its logs (AWS's AWSLambdaBasicExecutionRole) — a quick start needs no IAM calls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from lamina.api.guard import Guard
+from lamina.api.iam_api import IamHandlers
+from lamina.api.keys import AccessKeys
+from lamina.api.query import QueryModel, QueryService
+from lamina.api.sts_api import StsHandlers
+from lamina.control.arns import FunctionRef
+from lamina.control.functions import Functions
+from lamina.control.permissions import Permissions
+from lamina.errors import InvalidParameterValue
+from lamina.iam.authorizer import Authorizer
+from lamina.iam.credentials import Credentials
+from lamina.iam.directory import Directory, parse_trust_policy
+from lamina.iam.policy import Policy
+from lamina.settings import Settings
+from lamina.store.metadata import MetadataStore
+
+DEFAULT_ROLE = "lambda-role"
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+BASIC_EXECUTION_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": "*",
+    }],
+})  # fmt: skip
+ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+
+
+@dataclass
+class IdentityPlatform:
+    directory: Directory
+    credentials: Credentials
+    permissions: Permissions
+    authorizer: Authorizer
+    guard: Guard
+    access_keys: AccessKeys
+    query_services: dict[str, QueryService]
+
+
+def build_identity(
+    settings: Settings, store: MetadataStore, functions: Functions, admins: frozenset[str], presign_key_id: str,
+) -> IdentityPlatform:
+    account = settings.account_id
+    directory = Directory(store, account)
+    directory.ensure_default_role(DEFAULT_ROLE, LAMBDA_SERVICE, "lamina-basic-execution", BASIC_EXECUTION_POLICY)
+    credentials = Credentials(store, account)
+    permissions = Permissions(functions)
+
+    def role_check(role_arn: str) -> None:
+        if not directory.role_trusts(role_arn, LAMBDA_SERVICE):
+            raise InvalidParameterValue(ROLE_NOT_ASSUMABLE)
+
+    functions.role_check = role_check
+
+    def function_policy(ref: FunctionRef) -> Policy | None:
+        return permissions.resource_policy(ref.name, ref.qualifier)
+
+    def trust_policy(role_arn: str) -> Policy | None:
+        role = directory.role_by_arn(role_arn)
+        return parse_trust_policy(role.assume_role_policy) if role is not None else None
+
+    authorizer = Authorizer(
+        store, account, admins, directory.policies_for, function_policy, trust_policy,
+        clock=lambda: datetime.now(timezone.utc),
+    )
+    guard = Guard(authorizer, settings.region, account, functions.ref)
+    access_keys = AccessKeys(store, exclude=presign_key_id, sessions=credentials.live)
+    query_services = {
+        "iam": QueryService(QueryModel.load("iam", "2010-05-08"), IamHandlers(directory).handlers()),
+        "sts": QueryService(QueryModel.load("sts", "2011-06-15"), StsHandlers(directory, credentials).handlers()),
+    }
+    return IdentityPlatform(
+        directory, credentials, permissions, authorizer, guard, access_keys, query_services
+    )
+

@@ -1,0 +1,78 @@
+"""Which IAM action and resource each request needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamina.api.actions import Access, iam_access, lambda_access, logs_access, sts_access
+from lamina.control.arns import FunctionRef, parse_function_ref
+
+REGION, ACCOUNT = "us-east-1", "000000000000"
+FN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function"
+
+
+def resolve(name: str, qualifier: str | None) -> FunctionRef:
+    return parse_function_ref(name, qualifier, region=REGION, account=ACCOUNT)
+
+
+def test_invoke_is_invoke_function_on_the_qualified_arn() -> None:
+    assert lambda_access("Invoke", {"FunctionName": "f", "Qualifier": "live"}, REGION, ACCOUNT, resolve) == [
+        Access("lambda:InvokeFunction", f"{FN}:f:live", FunctionRef("f", "live"))
+    ]
+    assert lambda_access("Invoke", {"FunctionName": f"{FN}:f:3"}, REGION, ACCOUNT, resolve)[0].resource == f"{FN}:f:3"
+    assert lambda_access("InvokeAsync", {"FunctionName": "f"}, REGION, ACCOUNT, resolve)[0].action == "lambda:InvokeAsync"
+
+
+def test_alias_calls_are_authorized_on_the_function() -> None:
+    (access,) = lambda_access("GetAlias", {"FunctionName": "f", "Name": "live"}, REGION, ACCOUNT, resolve)
+    assert (access.action, access.resource, access.function) == ("lambda:GetAlias", f"{FN}:f", FunctionRef("f"))
+
+
+def test_create_function_also_needs_pass_role() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/lambda-role"
+    accesses = lambda_access("CreateFunction", {"FunctionName": "f", "Role": role}, REGION, ACCOUNT, resolve)
+    assert [(a.action, a.resource) for a in accesses] == [
+        ("lambda:CreateFunction", f"{FN}:f"), ("iam:PassRole", role)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("op", "params", "action", "resource"),
+    [
+        ("ListFunctions", {}, "lambda:ListFunctions", "*"),
+        ("GetAccountSettings", {}, "lambda:GetAccountSettings", "*"),
+        ("TagResource", {"Resource": f"{FN}:f", "Tags": {}}, "lambda:TagResource", f"{FN}:f"),
+        ("PublishLayerVersion", {"LayerName": "l"}, "lambda:PublishLayerVersion",
+         f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:l"),
+        ("GetLayerVersion", {"LayerName": "l", "VersionNumber": 2}, "lambda:GetLayerVersion",
+         f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:l:2"),
+        ("GetLayerVersionByArn", {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:l:2"}, "lambda:GetLayerVersion",
+         f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:l:2"),
+    ],
+)  # fmt: skip
+def test_lambda_resources(op: str, params: dict[str, object], action: str, resource: str) -> None:
+    (access,) = lambda_access(op, params, REGION, ACCOUNT, resolve)
+    assert (access.action, access.resource) == (action, resource)
+
+
+def test_logs_resources() -> None:
+    base = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+    assert logs_access("PutLogEvents", {"logGroupName": "g", "logStreamName": "s"}, REGION, ACCOUNT) == [
+        Access("logs:PutLogEvents", f"{base}g:log-stream:s")
+    ]
+    assert logs_access("CreateLogGroup", {"logGroupName": "g"}, REGION, ACCOUNT)[0].resource == f"{base}g:*"
+    assert logs_access("DescribeLogGroups", {}, REGION, ACCOUNT)[0].resource == f"{base}*"
+
+
+def test_iam_and_sts_resources() -> None:
+    caller = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    assert iam_access("GetRole", {"RoleName": "r"}, ACCOUNT, caller) == [
+        Access("iam:GetRole", f"arn:aws:iam::{ACCOUNT}:role/r")
+    ]
+    assert iam_access("ListAccessKeys", {}, ACCOUNT, caller) == [Access("iam:ListAccessKeys", caller)]
+    assert iam_access("ListRoles", {}, ACCOUNT, caller)[0].resource == f"arn:aws:iam::{ACCOUNT}:role/"
+    role = f"arn:aws:iam::{ACCOUNT}:role/r"
+    assert sts_access("AssumeRole", {"RoleArn": role, "RoleSessionName": "s"}) == [
+        Access("sts:AssumeRole", role, role=role)
+    ]
+    assert sts_access("GetCallerIdentity", {}) == []

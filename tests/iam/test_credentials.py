@@ -1,0 +1,111 @@
+"""Temporary credentials: AssumeRole sessions persist, environment keys live in memory."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import IamError
+from lamina.iam.credentials import Credentials, expires_at, session_arn
+from lamina.iam.directory import Directory
+from lamina.store.sqlite import SqliteMetadataStore
+
+ACCT = "111122223333"
+TRUST = json.dumps(
+    {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class PlainCipher:
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        return plaintext
+
+    def decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        return blob
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteMetadataStore:
+    return SqliteMetadataStore(tmp_path / "db", PlainCipher())
+
+
+def test_session_arn_drops_the_role_path() -> None:
+    assert session_arn(f"arn:aws:iam::{ACCT}:role/a/b/R", "s") == f"arn:aws:sts::{ACCT}:assumed-role/R/s"
+    with pytest.raises(IamError):
+        session_arn(f"arn:aws:iam::{ACCT}:user/u", "s")
+
+
+def test_assume_role_is_persisted_and_survives_a_restart(store: SqliteMetadataStore, tmp_path: Path) -> None:
+    clock = Clock()
+    role = Directory(store, ACCT, clock).create_role("R", TRUST, path="/p/")
+    key, assumed_id = Credentials(store, ACCT, clock).assume_role(role.arn, "sess", 1800)
+    assert key.access_key_id.startswith("ASIA") and len(key.access_key_id) == 20
+    assert len(key.secret_access_key) == 40 and key.session_token
+    assert key.principal_arn == f"arn:aws:sts::{ACCT}:assumed-role/R/sess"
+    assert key.expires == "2024-05-01T12:30:00Z"
+    assert assumed_id == f"{role.role_id}:sess"
+    store.close()
+    reopened = SqliteMetadataStore(tmp_path / "db", PlainCipher())
+    with reopened.transaction() as tx:
+        assert tx.get_access_key(key.access_key_id) == key
+    assert Credentials(reopened, ACCT, clock).live(key.access_key_id) is None  # not an env key
+
+
+def test_assume_role_of_a_missing_role_is_refused(store: SqliteMetadataStore) -> None:
+    with pytest.raises(IamError) as exc:
+        Credentials(store, ACCT).assume_role(f"arn:aws:iam::{ACCT}:role/none", "s", 900)
+    assert exc.value.code == "NoSuchEntity"
+
+
+def test_environment_credentials_expire_refresh_and_revoke(store: SqliteMetadataStore) -> None:
+    clock = Clock()
+    creds = Credentials(store, ACCT, clock)
+    issued = creds.issue(f"arn:aws:iam::{ACCT}:role/R", "env-1")
+    assert issued.access_key_id.startswith("ASIA")
+    assert issued.expiration == T0 + timedelta(minutes=15)
+    key = creds.live(issued.access_key_id)
+    assert key is not None
+    assert key.principal_arn == f"arn:aws:sts::{ACCT}:assumed-role/R/env-1"
+    assert (key.secret_access_key, key.session_token) == (issued.secret_access_key, issued.session_token)
+    with store.transaction() as tx:
+        assert tx.get_access_key(issued.access_key_id) is None  # never written to disk
+
+    clock.now = T0 + timedelta(minutes=16)
+    expired = creds.live(issued.access_key_id)
+    assert expired is not None and expires_at(expired) == T0 + timedelta(minutes=15)  # caller decides
+    creds.refresh(issued.access_key_id)
+    refreshed = creds.live(issued.access_key_id)
+    assert refreshed is not None and expires_at(refreshed) == T0 + timedelta(minutes=31)
+
+    creds.revoke(issued.access_key_id)
+    assert creds.live(issued.access_key_id) is None
+    creds.refresh(issued.access_key_id)  # a revoked key stays revoked
+    assert creds.live(issued.access_key_id) is None
+
+
+def test_keys_nobody_revoked_are_forgotten_eventually(store: SqliteMetadataStore) -> None:
+    clock = Clock()
+    creds = Credentials(store, ACCT, clock)
+    old = creds.issue(f"arn:aws:iam::{ACCT}:role/R", "a")
+    clock.now = T0 + timedelta(minutes=20)
+    creds.issue(f"arn:aws:iam::{ACCT}:role/R", "b")
+    assert creds.live(old.access_key_id) is not None  # expired 5 minutes ago: still reported
+    clock.now = T0 + timedelta(minutes=31)
+    creds.issue(f"arn:aws:iam::{ACCT}:role/R", "c")
+    assert creds.live(old.access_key_id) is None
