@@ -58,7 +58,9 @@ from lamina.worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
-INVOKE_ASYNC_LIMIT = 262_144  # the deprecated InvokeAsync keeps its historical 256 KB limit
+INVOKE_ASYNC_LIMIT = 262_144
+# Relayed calls from functions come from this loopback address (see App.sandbox_sources).
+RELAY_SOURCE = "127.0.0.2"  # the deprecated InvokeAsync keeps its historical 256 KB limit
 
 
 def _now() -> datetime:
@@ -199,7 +201,8 @@ async def build(settings: Settings) -> Platform:
               json_services={"logs": logs_service(
                   LogsHandlers(logs, region=settings.region, account_id=settings.account_id).handlers())},
               observability=Observability(metrics.exposition, history.page, frozenset({account_root}), tracer),
-              query_services=identity.query_services, guard=identity.guard)
+              query_services=identity.query_services, guard=identity.guard,
+              sandbox_sources=frozenset({RELAY_SOURCE}))
     platform = Platform(
         settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous,
         history=history, metrics=metrics, otlp=otlp, identity=identity,
@@ -214,12 +217,13 @@ def _relay_target(settings: Settings) -> RelayTarget:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "localhost") else settings.host
     if host == "::":
         host = "::1"
+    source = RELAY_SOURCE if host == "127.0.0.1" else None
     if settings.tls_cert is None:
-        return RelayTarget(host, settings.port)
+        return RelayTarget(host, settings.port, source=source)
     context = ssl.create_default_context(cafile=str(settings.tls_cert))
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the certificate itself is the anchor
     context.check_hostname = False  # pinned to our own certificate; the name is the host's
-    return RelayTarget(host, settings.port, context)
+    return RelayTarget(host, settings.port, context, source=source)
 
 
 class _Server(uvicorn.Server):

@@ -10,6 +10,7 @@ the environment: deleting the function makes them unusable from anywhere.
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -186,3 +187,29 @@ def test_role_that_lambda_cannot_assume_is_refused(lam: Any, fn_name: str, serve
     finally:
         iam.delete_role(RoleName=name)
     client_for(server)  # the admin's client still works after the refusals
+
+
+PROBE = """
+import os, urllib.request, urllib.error
+
+def handler(event, context):
+    out = {}
+    for path in ("/_lamina/health", "/_lamina/metrics", "/_lamina/traces"):
+        try:
+            with urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL"] + path, timeout=5) as r:
+                out[path] = r.status
+        except urllib.error.HTTPError as exc:
+            out[path] = exc.code
+    return out
+"""
+
+
+def test_platform_routes_are_not_reachable_through_the_relay(lam: Any, functions: Functions, server: Server) -> None:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    functions.create(name, code=make_zip({"index.py": PROBE}), Timeout=30)
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert json.loads(out["Payload"].read()) == {
+        "/_lamina/health": 200, "/_lamina/metrics": 403, "/_lamina/traces": 403,
+    }
+    with urllib.request.urlopen(server.endpoint + "/_lamina/metrics", timeout=5) as direct:
+        assert direct.status == 200  # the host's scraper still reads them

@@ -119,8 +119,12 @@ class App:
         observability: Observability | None = None,
         query_services: Mapping[str, QueryService] | None = None,
         guard: Guard | None = None,
+        sandbox_sources: frozenset[str] = frozenset(),
     ) -> None:
         self.guard = guard
+        # Client addresses of calls relayed from inside sandboxes: the platform's own routes
+        # (metrics, history, traces) are not theirs to read, whatever credentials they hold.
+        self.sandbox_sources = sandbox_sources
         self.query_services = dict(query_services or {})
         self.observability = observability
         self.json_services = dict(json_services or {})
@@ -307,6 +311,9 @@ class App:
             await _send(send, 200, data, "application/zip", request_id)
             return
         if self.observability is not None and scope["method"] == "GET":
+            client = scope.get("client")
+            if client and client[0] in self.sandbox_sources:
+                raise AccessDenied("Lamina's platform routes cannot be reached from inside a function.")
             if path == "/_lamina/metrics":
                 body = await self.observability.metrics()
                 await _send(send, 200, body, METRICS_CONTENT_TYPE, request_id)

@@ -38,6 +38,9 @@ class RelayTarget:
     port: int
     ssl: ssl.SSLContext | None = None  # None: plain TCP (the API listens on loopback)
     server_hostname: str | None = None  # the name checked against the API's certificate
+    # Local address relayed connections come from, so the API can tell a function's calls from
+    # the host's (it keeps platform routes such as /_lamina/metrics from functions).
+    source: str | None = None
 
 
 class Relay:
@@ -85,7 +88,8 @@ class Relay:
         try:
             return await asyncio.wait_for(
                 asyncio.open_connection(
-                    t.host, t.port, ssl=t.ssl, server_hostname=t.server_hostname if t.ssl else None
+                    t.host, t.port, ssl=t.ssl, server_hostname=t.server_hostname if t.ssl else None,
+                    local_addr=(t.source, 0) if t.source else None,
                 ),
                 self.connect_timeout,
             )
