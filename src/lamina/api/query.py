@@ -27,7 +27,7 @@ from lamina.api import query_xml
 from lamina.errors import ApiError, IamError
 
 if TYPE_CHECKING:
-    from lamina.api.app import Handler
+    from lamina.api.http import Handler
 
 Shape = dict[str, Any]
 
