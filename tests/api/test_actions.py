@@ -76,3 +76,6 @@ def test_iam_and_sts_resources() -> None:
         Access("sts:AssumeRole", role, role=role)
     ]
     assert sts_access("GetCallerIdentity", {}) == []
+    policy = f"arn:aws:iam::{ACCOUNT}:policy/team/p"
+    assert iam_access("GetPolicy", {"PolicyArn": policy}, ACCOUNT, caller) == [Access("iam:GetPolicy", policy)]
+    assert iam_access("CreatePolicy", {"PolicyName": "p", "Path": "/team/"}, ACCOUNT, caller)[0].resource == policy

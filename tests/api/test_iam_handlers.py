@@ -233,3 +233,103 @@ def test_account_principal_delegates_but_deny_wins(api: Api) -> None:
     with pytest.raises(IamError) as exc:
         api.call("AssumeRole", {"RoleArn": arn, "RoleSessionName": "s"}, principal=alice)
     assert exc.value.code == "AccessDenied"
+
+
+# managed policies and tags (iam_policies_api)
+
+BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+def _serializes(op: str, result: Any) -> bytes:
+    """The result fits botocore's output shape: the query serializer writes it."""
+    from lamina.api.query import QueryModel
+
+    return QueryModel.load("iam", "2010-05-08").serialize(op, result, "req-1")
+
+
+def test_managed_policy_shapes_versions_and_attachments(api: Api) -> None:
+    api.call("CreateRole", {"RoleName": "R", "AssumeRolePolicyDocument": _trust({"Service": "x.amazonaws.com"})})
+    out = api.call("CreatePolicy", {"PolicyName": "P", "Path": "/t/", "PolicyDocument": POLICY,
+                                    "Description": "d", "Tags": [{"Key": "k", "Value": "v"}]})
+    policy = out["Policy"]
+    arn = f"arn:aws:iam::{ACCT}:policy/t/P"
+    assert policy["Arn"] == arn and policy["DefaultVersionId"] == "v1" and policy["AttachmentCount"] == 0
+    assert policy["PolicyId"].startswith("ANPA") and policy["IsAttachable"] is True
+    assert policy["CreateDate"] == T0 and policy["Tags"] == [{"Key": "k", "Value": "v"}]
+    assert b"<PolicyName>P</PolicyName>" in _serializes("CreatePolicy", out)
+    api.call("AttachRolePolicy", {"RoleName": "r", "PolicyArn": arn})
+    api.call("AttachRolePolicy", {"RoleName": "R", "PolicyArn": BASIC})
+    got = api.call("GetPolicy", {"PolicyArn": arn})
+    assert got["Policy"]["AttachmentCount"] == 1 and got["Policy"]["Description"] == "d"
+    attached = api.call("ListAttachedRolePolicies", {"RoleName": "R", "MaxItems": 1})
+    assert attached["AttachedPolicies"] == [{"PolicyName": "P", "PolicyArn": arn}]
+    rest = api.call("ListAttachedRolePolicies", {"RoleName": "R", "Marker": attached["Marker"]})
+    assert rest == {"AttachedPolicies": [{"PolicyName": "AWSLambdaBasicExecutionRole", "PolicyArn": BASIC}],
+                    "IsTruncated": False}
+    version = api.call("GetPolicyVersion", {"PolicyArn": arn, "VersionId": "v1"})["PolicyVersion"]
+    assert version == {"VersionId": "v1", "IsDefaultVersion": True, "CreateDate": T0,
+                       "Document": quote(POLICY, safe="")}
+    assert b"<IsDefaultVersion>true</IsDefaultVersion>" in _serializes(
+        "GetPolicyVersion", {"PolicyVersion": version})
+    created = api.call("CreatePolicyVersion", {"PolicyArn": arn, "PolicyDocument": POLICY, "SetAsDefault": True})
+    assert created["PolicyVersion"]["VersionId"] == "v2" and created["PolicyVersion"]["IsDefaultVersion"]
+    versions = api.call("ListPolicyVersions", {"PolicyArn": arn})["Versions"]
+    assert [(v["VersionId"], v["IsDefaultVersion"]) for v in versions] == [("v2", True), ("v1", False)]
+    api.call("SetDefaultPolicyVersion", {"PolicyArn": arn, "VersionId": "v1"})
+    api.call("DeletePolicyVersion", {"PolicyArn": arn, "VersionId": "v2"})
+    with pytest.raises(IamError) as exc:
+        api.call("DeletePolicy", {"PolicyArn": arn})
+    assert (exc.value.code, str(exc.value)) == ("DeleteConflict", "Cannot delete a policy attached to entities.")
+    api.call("DetachRolePolicy", {"RoleName": "R", "PolicyArn": arn})
+    with pytest.raises(IamError) as exc:
+        api.call("DetachRolePolicy", {"RoleName": "R", "PolicyArn": arn})
+    assert str(exc.value) == f"Policy {arn} was not found."
+    api.call("DeletePolicy", {"PolicyArn": arn})
+
+
+def test_list_policies_scopes_and_pages(api: Api) -> None:
+    api.call("CreateUser", {"UserName": "u"})
+    mine = api.call("CreatePolicy", {"PolicyName": "Mine", "PolicyDocument": POLICY})["Policy"]["Arn"]
+    local = api.call("ListPolicies", {"Scope": "Local"})
+    assert [p["Arn"] for p in local["Policies"]] == [mine] and local["IsTruncated"] is False
+    assert "Description" not in local["Policies"][0] and "Tags" not in local["Policies"][0]
+    aws = [p["Arn"] for p in api.call("ListPolicies", {"Scope": "AWS"})["Policies"]]
+    assert BASIC in aws and mine not in aws
+    first = api.call("ListPolicies", {"MaxItems": 2})
+    pages = [p["Arn"] for p in first["Policies"]]
+    marker = first["Marker"]
+    while marker:
+        page = api.call("ListPolicies", {"MaxItems": 2, "Marker": marker})
+        pages += [p["Arn"] for p in page["Policies"]]
+        marker = page.get("Marker")
+    assert pages == aws + [mine]
+    api.call("AttachUserPolicy", {"UserName": "u", "PolicyArn": mine})
+    attached = api.call("ListPolicies", {"OnlyAttached": True})["Policies"]
+    assert [(p["Arn"], p["AttachmentCount"]) for p in attached] == [(mine, 1)]
+    assert _serializes("ListPolicies", {"Policies": attached, "IsTruncated": False}).count(b"<member>") == 1
+    assert api.call("ListAttachedUserPolicies", {"UserName": "u"})["AttachedPolicies"] == [
+        {"PolicyName": "Mine", "PolicyArn": mine}]
+    with pytest.raises(IamError) as exc:
+        api.call("DeleteUser", {"UserName": "u"})
+    assert str(exc.value) == "Cannot delete entity, must detach all policies first."
+    api.call("DetachUserPolicy", {"UserName": "u", "PolicyArn": mine})
+    api.call("DeleteUser", {"UserName": "u"})
+
+
+def test_role_and_user_tags_and_instance_profiles(api: Api) -> None:
+    api.call("CreateRole", {"RoleName": "R", "AssumeRolePolicyDocument": _trust({"Service": "x.amazonaws.com"})})
+    api.call("CreateUser", {"UserName": "u"})
+    api.call("TagRole", {"RoleName": "R", "Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]})
+    api.call("UntagRole", {"RoleName": "R", "TagKeys": ["a"]})
+    assert api.call("ListRoleTags", {"RoleName": "R"}) == {"Tags": [{"Key": "b", "Value": "2"}], "IsTruncated": False}
+    assert api.call("GetRole", {"RoleName": "R"})["Role"]["Tags"] == [{"Key": "b", "Value": "2"}]
+    api.call("TagUser", {"UserName": "u", "Tags": [{"Key": "x", "Value": ""}]})
+    assert api.call("ListUserTags", {"UserName": "u"})["Tags"] == [{"Key": "x", "Value": ""}]
+    api.call("UntagUser", {"UserName": "u", "TagKeys": ["x"]})
+    assert api.call("ListUserTags", {"UserName": "u"}) == {"Tags": [], "IsTruncated": False}
+    out = api.call("ListInstanceProfilesForRole", {"RoleName": "R"})
+    assert out == {"InstanceProfiles": [], "IsTruncated": False}
+    assert b"<InstanceProfiles" in _serializes("ListInstanceProfilesForRole", out)
+    with pytest.raises(IamError) as exc:
+        api.call("ListInstanceProfilesForRole", {"RoleName": "nope"})
+    assert exc.value.code == "NoSuchEntity"

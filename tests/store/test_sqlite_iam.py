@@ -1,4 +1,4 @@
-"""The SQLite store's IAM tables: roles, users, inline and function policies, schema 3."""
+"""The SQLite store's IAM tables: roles, users, inline, managed and function policies (schemas 3, 4)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lamina.control.model import AccessKey, Function
-from lamina.iam.model import Role, User
+from lamina.errors import StoreError
+from lamina.iam.model import ManagedPolicy, PolicyVersion, Role, User
 from lamina.store import sqlite as sqlite_store
 from lamina.store.sqlite import MIGRATIONS, SqliteMetadataStore
 
@@ -148,10 +149,68 @@ def test_migration_from_schema_2_keeps_existing_keys(tmp_path: Path, monkeypatch
     raw.close()
     monkeypatch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS)
     new = SqliteMetadataStore(path, XorCipher())
-    assert new.schema_version == 3
+    assert new.schema_version == len(MIGRATIONS)
     with new.transaction() as tx:
         key = tx.get_access_key("AKIAOLD")
         assert key is not None and key.status == "Active"
         assert [k.access_key_id for k in tx.list_access_keys("arn:aws:iam::000000000000:root")] == ["AKIAOLD"]
         tx.put_role(_role())
         assert tx.get_role("r") is not None
+
+
+def _policy(name: str = "P") -> ManagedPolicy:
+    return ManagedPolicy(name, f"arn:aws:iam::{ACCT}:policy/{name}", "ANPAAAAAAAAAAAAAAAAA", "/", "t", "t",
+                         description="d", tags={"k": "v"}, next_version=3)
+
+
+def test_managed_policies_and_versions_round_trip(store: SqliteMetadataStore) -> None:
+    policy = _policy("Deploy")
+    with store.transaction() as tx:
+        tx.put_managed_policy(policy)
+        tx.put_managed_policy(_policy("alpha"))
+        tx.put_policy_version(policy.arn, PolicyVersion("v10", "{10}", "t10"))
+        tx.put_policy_version(policy.arn, PolicyVersion("v2", "{2}", "t2"))
+    with store.transaction() as tx:
+        assert tx.get_managed_policy(policy.arn) == policy
+        assert tx.managed_policy_named("DEPLOY") == policy
+        assert tx.managed_policy_named("other") is None
+        assert [p.name for p in tx.list_managed_policies()] == ["alpha", "Deploy"]
+        assert tx.get_policy_version(policy.arn, "v2") == PolicyVersion("v2", "{2}", "t2")
+        assert [v.version_id for v in tx.list_policy_versions(policy.arn)] == ["v2", "v10"]  # numeric
+        tx.delete_policy_version(policy.arn, "v2")
+        assert [v.version_id for v in tx.list_policy_versions(policy.arn)] == ["v10"]
+        tx.delete_managed_policy(policy.arn)
+    with store.transaction() as tx:
+        assert tx.get_managed_policy(policy.arn) is None
+        assert tx.get_policy_version(policy.arn, "v10") is None  # versions went with it
+
+
+def test_names_of_managed_policies_are_unique_regardless_of_case(store: SqliteMetadataStore) -> None:
+    with store.transaction() as tx:
+        tx.put_managed_policy(_policy("P"))
+    other = ManagedPolicy("p", f"arn:aws:iam::{ACCT}:policy/x/p", "ANPABBBBBBBBBBBBBBBB", "/x/", "t", "t")
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.put_managed_policy(other)
+
+
+def test_attachments_per_owner_count_and_cascade(store: SqliteMetadataStore) -> None:
+    aws = "arn:aws:iam::aws:policy/AdministratorAccess"
+    mine = _policy().arn
+    with store.transaction() as tx:
+        tx.put_role(_role("Exec"))
+        tx.put_user(_user("u"))
+        tx.attach_policy("role", "exec", mine)
+        tx.attach_policy("role", "Exec", aws)
+        tx.attach_policy("role", "Exec", mine)  # once only
+        tx.attach_policy("user", "U", aws)
+    with store.transaction() as tx:
+        assert tx.list_attached_policies("role", "EXEC") == [mine, aws]
+        assert tx.list_attached_policies("user", "u") == [aws]
+        assert (tx.policy_attachment_count(aws), tx.policy_attachment_count(mine)) == (2, 1)
+        tx.detach_policy("role", "Exec", mine)
+        assert tx.list_attached_policies("role", "Exec") == [aws]
+        tx.delete_role("Exec")
+        tx.delete_user("u")
+        assert tx.policy_attachment_count(aws) == 0  # attachments went with their role and user
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.attach_policy("role", "ghost", aws)

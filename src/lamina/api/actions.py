@@ -95,6 +95,10 @@ def iam_access(op: str, params: Mapping[str, Any], account: str, caller: str) ->
     action = "iam:" + op
     if isinstance(params.get("RoleName"), str):
         return [Access(action, f"{base}role/{params['RoleName']}")]
+    if isinstance(params.get("PolicyArn"), str):  # managed policies and their versions
+        return [Access(action, params["PolicyArn"])]
+    if op == "CreatePolicy" and isinstance(params.get("PolicyName"), str):
+        return [Access(action, f"{base}policy{params.get('Path') or '/'}{params['PolicyName']}")]
     if isinstance(params.get("UserName"), str):
         return [Access(action, f"{base}user/{params['UserName']}")]
     if op == "ListRoles":

@@ -4,7 +4,8 @@ The operations keep AWS's rules and texts (names unique regardless of case, a ro
 deleted only once its policies and keys are gone, two access keys per user, policy documents
 checked when stored) so the AWS CLI and SDKs see the answers they expect. The API layer turns
 parameters into calls here and models into IAM's output shapes; enforcement asks
-``policies_for`` which inline policies apply to a caller.
+``policies_for`` which policies apply to a caller (inline and attached managed ones; managed
+policies themselves are ``lamina.iam.managed``, role and user tags ``lamina.iam.tagging``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 
 from lamina.control.model import AccessKey
 from lamina.errors import IamError
+from lamina.iam.identity_policies import identity_documents
 from lamina.iam.keys import new_access_key
 from lamina.iam.model import Role, User
 from lamina.iam.policy import MalformedPolicy, Policy, Request, evaluate, parse_policy
@@ -95,16 +97,19 @@ def parse_trust_policy(document: str) -> Policy:
         raise IamError("MalformedPolicyDocument", str(exc)) from exc
 
 
-def _no_role(name: str) -> IamError:
+def no_role(name: str) -> IamError:
     return IamError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
 
 
-def _no_user(name: str) -> IamError:
+def no_user(name: str) -> IamError:
     return IamError("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
 
 
 def _conflict(what: str) -> IamError:
     return IamError("DeleteConflict", f"Cannot delete entity, must delete {what} first.", 409)
+
+
+_ATTACHED_CONFLICT = "Cannot delete entity, must detach all policies first."
 
 
 class Directory:
@@ -152,6 +157,8 @@ class Directory:
             self._role(tx, name)
             if tx.list_role_policies(name):
                 raise _conflict("policies")
+            if tx.list_attached_policies("role", name):
+                raise IamError("DeleteConflict", _ATTACHED_CONFLICT, 409)
             tx.delete_role(name)
 
     def update_assume_role_policy(self, name: str, document: str) -> None:
@@ -246,6 +253,8 @@ class Directory:
                 raise _conflict("access keys")
             if tx.list_user_policies(user.name):
                 raise _conflict("policies")
+            if tx.list_attached_policies("user", user.name):
+                raise IamError("DeleteConflict", _ATTACHED_CONFLICT, 409)
             tx.delete_user(user.name)
 
     def put_user_policy(self, user: str, policy: str, document: str) -> None:
@@ -308,22 +317,21 @@ class Directory:
     # enforcement
 
     def policies_for(self, principal_arn: str) -> list[str]:
-        """The inline identity policies that apply to a caller (root: none, it needs none)."""
+        """The identity policies that apply to a caller: inline ones and the default versions of
+        attached managed ones (root: none, it needs none)."""
         with self.store.transaction() as tx:
             user = user_name_of(principal_arn)
             if user is not None:
                 found = tx.get_user(user)
                 if found is None or found.arn != principal_arn:
                     return []
-                names = tx.list_user_policies(found.name)
-                return [d for n in names if (d := tx.get_user_policy(found.name, n)) is not None]
+                return identity_documents(tx, "user", found.name)
             role_arn = role_arn_of(principal_arn)
             if role_arn is not None:
                 role = tx.get_role(_last_segment(role_arn))
                 if role is None or role.name != _last_segment(role_arn):
                     return []
-                names = tx.list_role_policies(role.name)
-                return [d for n in names if (d := tx.get_role_policy(role.name, n)) is not None]
+                return identity_documents(tx, "role", role.name)
         return []
 
     # helpers
@@ -331,13 +339,13 @@ class Directory:
     def _role(self, tx: Transaction, name: str) -> Role:
         role = tx.get_role(name)
         if role is None:
-            raise _no_role(name)
+            raise no_role(name)
         return role
 
     def _user(self, tx: Transaction, name: str) -> User:
         user = tx.get_user(name)
         if user is None:
-            raise _no_user(name)
+            raise no_user(name)
         return user
 
     def _owner_arn(self, tx: Transaction, user: str | None) -> str:

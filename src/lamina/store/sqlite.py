@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lamina.control.model import (
-    AccessKey,
     Alias,
     EventInvokeConfig,
     Function,
@@ -19,7 +18,7 @@ from lamina.control.model import (
     LayerVersion,
 )
 from lamina.errors import StoreError
-from lamina.iam.model import Role, User
+from lamina.store.sqlite_iam import SqliteIamTables
 
 
 class Cipher(Protocol):
@@ -108,6 +107,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX access_keys_by_principal ON access_keys(json_extract(doc, '$.principal_arn'))
     """,
+    # Customer-managed policies and their versions; attachments of customer- and AWS-managed
+    # policies (the latter live in code, so ``policy`` is a plain ARN, not a foreign key).
+    """
+    CREATE TABLE managed_policies (
+        arn TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        doc TEXT NOT NULL
+    );
+    CREATE TABLE policy_versions (
+        policy TEXT NOT NULL REFERENCES managed_policies(arn) ON DELETE CASCADE,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (policy, version)
+    );
+    CREATE TABLE policy_attachments (
+        policy TEXT NOT NULL,
+        role TEXT COLLATE NOCASE REFERENCES roles(name) ON DELETE CASCADE,
+        user TEXT COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,
+        CHECK ((role IS NULL) <> (user IS NULL))
+    );
+    CREATE UNIQUE INDEX policy_attachments_of_role ON policy_attachments(role, policy) WHERE role IS NOT NULL;
+    CREATE UNIQUE INDEX policy_attachments_of_user ON policy_attachments(user, policy) WHERE user IS NOT NULL;
+    CREATE INDEX policy_attachments_by_policy ON policy_attachments(policy)
+    """,
 )
 
 
@@ -180,30 +205,8 @@ def _version_seq(version: str) -> int:
     return 0 if version == "$LATEST" else int(version)
 
 
-class SqliteTransaction:
-    def __init__(self, db: sqlite3.Connection, cipher: Cipher) -> None:
-        self._db = db
-        self._cipher = cipher
-        self.wrote = False
-
-    def _one(self, sql: str, *args: Any) -> Any:
-        try:
-            return self._db.execute(sql, args).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
-
-    def _all(self, sql: str, *args: Any) -> list[Any]:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
-
-    def _exec(self, sql: str, *args: Any) -> None:
-        self.wrote = True
-        try:
-            self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
+class SqliteTransaction(SqliteIamTables):
+    """One transaction's reads and writes; the IAM tables' methods are in ``sqlite_iam``."""
 
     # functions
 
@@ -291,150 +294,6 @@ class SqliteTransaction:
 
     def delete_alias(self, function: str, name: str) -> None:
         self._exec("DELETE FROM aliases WHERE function = ? AND name = ?", function, name)
-
-    # access keys
-
-    def get_access_key(self, access_key_id: str) -> AccessKey | None:
-        row = self._one("SELECT doc, secret FROM access_keys WHERE access_key_id = ?", access_key_id)
-        if row is None:
-            return None
-        doc = json.loads(row[0])
-        secret = self._cipher.decrypt(row[1], f"lamina:akid:{access_key_id}".encode()).decode()
-        return AccessKey(secret_access_key=secret, **doc)
-
-    def put_access_key(self, key: AccessKey) -> None:
-        doc = {k: v for k, v in key.__dict__.items() if k != "secret_access_key"}
-        secret = self._cipher.encrypt(
-            key.secret_access_key.encode(), f"lamina:akid:{key.access_key_id}".encode()
-        )
-        self._exec(
-            "INSERT INTO access_keys(access_key_id, doc, secret) VALUES (?, ?, ?) "
-            "ON CONFLICT(access_key_id) DO UPDATE SET doc = excluded.doc, secret = excluded.secret",
-            key.access_key_id,
-            json.dumps(doc),
-            secret,
-        )
-
-    def list_access_keys(self, principal_arn: str) -> list[AccessKey]:
-        rows = self._all(
-            "SELECT access_key_id FROM access_keys "
-            "WHERE json_extract(doc, '$.principal_arn') = ? ORDER BY rowid",
-            principal_arn,
-        )
-        keys = (self.get_access_key(r[0]) for r in rows)
-        return [k for k in keys if k is not None]
-
-    def delete_access_key(self, access_key_id: str) -> None:
-        self._exec("DELETE FROM access_keys WHERE access_key_id = ?", access_key_id)
-
-    # IAM roles and users, with their inline policies (deleted with them)
-
-    def get_role(self, name: str) -> Role | None:
-        row = self._one("SELECT doc FROM roles WHERE name = ?", name)
-        return Role.from_doc(json.loads(row[0])) if row else None
-
-    def list_roles(self) -> list[Role]:
-        rows = self._all("SELECT doc FROM roles ORDER BY name")
-        return [Role.from_doc(json.loads(r[0])) for r in rows]
-
-    def put_role(self, role: Role) -> None:
-        self._exec(
-            "INSERT INTO roles(name, doc) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
-            role.name,
-            json.dumps(role.to_doc()),
-        )
-
-    def delete_role(self, name: str) -> None:
-        self._exec("DELETE FROM roles WHERE name = ?", name)
-
-    def get_role_policy(self, role: str, policy: str) -> str | None:
-        return self._policy("role_policies", "role", role, policy)
-
-    def list_role_policies(self, role: str) -> list[str]:
-        return self._policy_names("role_policies", "role", role)
-
-    def put_role_policy(self, role: str, policy: str, document: str) -> None:
-        self._put_policy("role_policies", "role", role, policy, document)
-
-    def delete_role_policy(self, role: str, policy: str) -> None:
-        self._exec("DELETE FROM role_policies WHERE role = ? AND name = ?", role, policy)
-
-    def get_user(self, name: str) -> User | None:
-        row = self._one("SELECT doc FROM users WHERE name = ?", name)
-        return User.from_doc(json.loads(row[0])) if row else None
-
-    def list_users(self) -> list[User]:
-        rows = self._all("SELECT doc FROM users ORDER BY name")
-        return [User.from_doc(json.loads(r[0])) for r in rows]
-
-    def put_user(self, user: User) -> None:
-        self._exec(
-            "INSERT INTO users(name, doc) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
-            user.name,
-            json.dumps(user.to_doc()),
-        )
-
-    def delete_user(self, name: str) -> None:
-        self._exec("DELETE FROM users WHERE name = ?", name)
-
-    def get_user_policy(self, user: str, policy: str) -> str | None:
-        return self._policy("user_policies", "user", user, policy)
-
-    def list_user_policies(self, user: str) -> list[str]:
-        return self._policy_names("user_policies", "user", user)
-
-    def put_user_policy(self, user: str, policy: str, document: str) -> None:
-        self._put_policy("user_policies", "user", user, policy, document)
-
-    def delete_user_policy(self, user: str, policy: str) -> None:
-        self._exec("DELETE FROM user_policies WHERE user = ? AND name = ?", user, policy)
-
-    # The helpers below take table and column names only from the literals above.
-
-    def _policy(self, table: str, owner_column: str, owner: str, policy: str) -> str | None:
-        row = self._one(
-            f"SELECT document FROM {table} WHERE {owner_column} = ? AND name = ?", owner, policy
-        )
-        return str(row[0]) if row else None
-
-    def _policy_names(self, table: str, owner_column: str, owner: str) -> list[str]:
-        rows = self._all(f"SELECT name FROM {table} WHERE {owner_column} = ? ORDER BY name", owner)
-        return [str(r[0]) for r in rows]
-
-    def _put_policy(self, table: str, owner_column: str, owner: str, policy: str, document: str) -> None:
-        self._exec(
-            f"INSERT INTO {table}({owner_column}, name, document) VALUES (?, ?, ?) "
-            f"ON CONFLICT({owner_column}, name) DO UPDATE SET document = excluded.document",
-            owner,
-            policy,
-            document,
-        )
-
-    # resource-based policies of functions ("" qualifier = the unqualified function)
-
-    def get_function_policy(self, function: str, qualifier: str) -> str | None:
-        row = self._one(
-            "SELECT document FROM function_policies WHERE function = ? AND qualifier = ?",
-            function,
-            qualifier,
-        )
-        return str(row[0]) if row else None
-
-    def put_function_policy(self, function: str, qualifier: str, document: str) -> None:
-        self._exec(
-            "INSERT INTO function_policies(function, qualifier, document) VALUES (?, ?, ?) "
-            "ON CONFLICT(function, qualifier) DO UPDATE SET document = excluded.document",
-            function,
-            qualifier,
-            document,
-        )
-
-    def delete_function_policy(self, function: str, qualifier: str) -> None:
-        self._exec(
-            "DELETE FROM function_policies WHERE function = ? AND qualifier = ?", function, qualifier
-        )
 
     # layers (a layer's version numbers are never reused, even after every version is deleted)
 
