@@ -15,19 +15,19 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from test_compat_support import (
     ACCOUNT,
-    REGION,
     Functions,
     Server,
+    allow_policy,
+    aws_client,
     client_for,
     error_of,
     function_arn,
     make_zip,
+    trust_policy,
 )
 
 pytestmark = pytest.mark.root
@@ -70,24 +70,14 @@ def functions(lam: Any) -> Iterator[Functions]:
     made.cleanup()
 
 
-def _iam(server: Server) -> Any:
-    key, secret = server.credentials()
-    return boto3.client("iam", endpoint_url=server.endpoint, region_name=REGION,
-                        aws_access_key_id=key, aws_secret_access_key=secret)
-
-
 @pytest.fixture
 def invoker_role(server: Server) -> Iterator[str]:
     """A role Lambda may assume, allowed to invoke functions whose names start with 'target-'."""
-    iam = _iam(server)
+    iam = aws_client(server, "iam")
     name = f"invoker-{uuid.uuid4().hex[:8]}"
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "lambda:InvokeFunction",
-        "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:target-*"}]}
-    iam.put_role_policy(RoleName=name, PolicyName="invoke-targets", PolicyDocument=json.dumps(policy))
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy({"Service": "lambda.amazonaws.com"}))
+    policy = allow_policy("lambda:InvokeFunction", resource=function_arn("target-*"))
+    iam.put_role_policy(RoleName=name, PolicyName="invoke-targets", PolicyDocument=policy)
     yield f"arn:aws:iam::{ACCOUNT}:role/{name}"
     iam.delete_role_policy(RoleName=name, PolicyName="invoke-targets")
     iam.delete_role(RoleName=name)
@@ -138,11 +128,8 @@ def test_credentials_stop_working_when_the_function_is_deleted(
     functions.create(target, code=make_zip({"index.py": TARGET}))
     functions.create(caller, code=make_zip({"index.py": CALLER}), Role=invoker_role, Timeout=30)
     env = _call(lam, caller, target)["env"]
-    leaked = boto3.client(
-        "lambda", endpoint_url=server.endpoint, region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env["AWS_SESSION_TOKEN"], config=Config(retries={"total_max_attempts": 1}),
-    )
+    leaked = aws_client(server, "lambda", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                        env["AWS_SESSION_TOKEN"])
     # Outside the sandbox the role's credentials do exactly what the role allows, nothing more.
     assert json.loads(leaked.invoke(FunctionName=target, Payload=b"{}")["Payload"].read()) == {"target saw": {}}
     with pytest.raises(ClientError) as denied:
@@ -168,11 +155,9 @@ def test_each_environment_has_its_own_credentials(lam: Any, functions: Functions
 
 
 def test_role_that_lambda_cannot_assume_is_refused(lam: Any, fn_name: str, server: Server) -> None:
-    iam = _iam(server)
+    iam = aws_client(server, "iam")
     name = f"not-lambda-{uuid.uuid4().hex[:8]}"
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy({"Service": "ec2.amazonaws.com"}))
     try:
         for role in (f"arn:aws:iam::{ACCOUNT}:role/{name}", f"arn:aws:iam::{ACCOUNT}:role/no-such-role"):
             with pytest.raises(ClientError) as refused:

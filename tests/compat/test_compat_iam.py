@@ -17,41 +17,25 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from test_compat_support import ACCOUNT, REGION, ROLE, Server, client_for, error_of, unique_name
+from test_compat_support import (
+    ACCOUNT,
+    REGION,
+    ROLE,
+    Server,
+    allow_policy,
+    aws_client,
+    client_for,
+    error_of,
+    trust_policy,
+    unique_name,
+)
 
 AWS = Path(sys.executable).parent / "aws"
 INVALID_TOKEN = "The security token included in the request is invalid."
-TRUST_ACCOUNT = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                   "Action": "sts:AssumeRole"}],
-}
-TRUST_LAMBDA = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
-}
-
-
-def allow(*actions: str, resource: str = "*") -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": list(actions), "Resource": resource}]})
-
-
-def aws_client(server: Server, service: str, key: str | None = None, secret: str | None = None,
-               token: str | None = None, *, validate: bool = True) -> Any:
-    """A boto3 client of any service for `server`; the admin's key unless one is given."""
-    admin_key, admin_secret = server.credentials()
-    session = boto3.session.Session(
-        aws_access_key_id=key or admin_key, aws_secret_access_key=secret or admin_secret,
-        aws_session_token=token, region_name=REGION)
-    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5,
-                 read_timeout=30, parameter_validation=validate)
-    return session.client(service, endpoint_url=server.endpoint, config=cfg)
+TRUST_ACCOUNT = trust_policy({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
+TRUST_LAMBDA = trust_policy({"Service": "lambda.amazonaws.com"})
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +63,7 @@ def _recent(moment: datetime) -> bool:
 
 def test_create_and_get_role_round_trip_the_trust_policy(iam: Any, name: str) -> None:
     created = iam.create_role(
-        RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA), Path="/team/",
+        RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA, Path="/team/",
         Description="compat role", MaxSessionDuration=7200, Tags=[{"Key": "k", "Value": "v"}],
     )["Role"]
     assert created["RoleName"] == name
@@ -87,11 +71,11 @@ def test_create_and_get_role_round_trip_the_trust_policy(iam: Any, name: str) ->
     assert created["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/team/{name}"
     assert created["RoleId"].startswith("AROA") and len(created["RoleId"]) == 20
     assert _recent(created["CreateDate"])
-    assert created["AssumeRolePolicyDocument"] == TRUST_LAMBDA  # decoded by botocore
+    assert created["AssumeRolePolicyDocument"] == json.loads(TRUST_LAMBDA)  # decoded by botocore
 
     got = iam.get_role(RoleName=name)["Role"]
     assert got["Arn"] == created["Arn"] and got["RoleId"] == created["RoleId"]
-    assert got["AssumeRolePolicyDocument"] == TRUST_LAMBDA
+    assert got["AssumeRolePolicyDocument"] == json.loads(TRUST_LAMBDA)
     assert got["Description"] == "compat role"
     assert got["MaxSessionDuration"] == 7200
     assert got["Tags"] == [{"Key": "k", "Value": "v"}]
@@ -101,24 +85,24 @@ def test_create_and_get_role_round_trip_the_trust_policy(iam: Any, name: str) ->
 def test_the_default_execution_role_exists(iam: Any) -> None:
     role = iam.get_role(RoleName="lambda-role")["Role"]
     assert role["Arn"] == ROLE
-    assert role["AssumeRolePolicyDocument"] == TRUST_LAMBDA
+    assert role["AssumeRolePolicyDocument"] == json.loads(TRUST_LAMBDA)
 
 
 def test_update_assume_role_policy_replaces_the_trust_policy(iam: Any, name: str) -> None:
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))
-    iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_ACCOUNT))
-    assert iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"] == TRUST_ACCOUNT
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA)
+    iam.update_assume_role_policy(RoleName=name, PolicyDocument=TRUST_ACCOUNT)
+    assert iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST_ACCOUNT)
     with pytest.raises(ClientError) as exc:
-        iam.update_assume_role_policy(RoleName=f"{name}-x", PolicyDocument=json.dumps(TRUST_ACCOUNT))
+        iam.update_assume_role_policy(RoleName=f"{name}-x", PolicyDocument=TRUST_ACCOUNT)
     assert error_of(exc) == ("NoSuchEntity", 404, f"The role with name {name}-x cannot be found.")
     iam.delete_role(RoleName=name)
 
 
 def test_role_names_are_unique_regardless_of_case(iam: Any, name: str) -> None:
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA)
     for again in (name, name.upper()):
         with pytest.raises(ClientError) as exc:
-            iam.create_role(RoleName=again, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))
+            iam.create_role(RoleName=again, AssumeRolePolicyDocument=TRUST_LAMBDA)
         assert error_of(exc) == ("EntityAlreadyExists", 409, f"Role with name {again} already exists.")
     assert iam.get_role(RoleName=name.upper())["Role"]["RoleName"] == name
     iam.delete_role(RoleName=name.upper())
@@ -137,12 +121,12 @@ def test_list_roles_pages_with_max_items_and_marker_under_a_path_prefix(iam: Any
     path = f"/{name}/"
     names = sorted(f"{name[:40]}-{i}" for i in range(3))
     for role in names:
-        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA), Path=path)
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=TRUST_LAMBDA, Path=path)
 
     first = iam.list_roles(PathPrefix=path, MaxItems=2)
     assert [r["RoleName"] for r in first["Roles"]] == names[:2]
     assert first["IsTruncated"] is True and first["Marker"]
-    assert first["Roles"][0]["AssumeRolePolicyDocument"] == TRUST_LAMBDA
+    assert first["Roles"][0]["AssumeRolePolicyDocument"] == json.loads(TRUST_LAMBDA)
     second = iam.list_roles(PathPrefix=path, MaxItems=2, Marker=first["Marker"])
     assert [r["RoleName"] for r in second["Roles"]] == names[2:]
     assert second["IsTruncated"] is False and "Marker" not in second
@@ -159,9 +143,9 @@ def test_list_roles_pages_with_max_items_and_marker_under_a_path_prefix(iam: Any
 def test_role_inline_policies_and_delete_conflict(iam: Any, name: str) -> None:
     document = {"Version": "2012-10-17",
                 "Statement": [{"Effect": "Allow", "Action": "lambda:ListFunctions", "Resource": "*"}]}
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA)
     iam.put_role_policy(RoleName=name, PolicyName="b-list", PolicyDocument=json.dumps(document))
-    iam.put_role_policy(RoleName=name, PolicyName="a-logs", PolicyDocument=allow("logs:*"))
+    iam.put_role_policy(RoleName=name, PolicyName="a-logs", PolicyDocument=allow_policy("logs:*"))
 
     got = iam.get_role_policy(RoleName=name, PolicyName="b-list")
     assert (got["RoleName"], got["PolicyName"], got["PolicyDocument"]) == (name, "b-list", document)
@@ -218,22 +202,21 @@ def test_malformed_trust_policy(iam: Any, name: str) -> None:
 
 
 def test_bad_names_are_validation_errors(iam_raw: Any) -> None:
-    trust = json.dumps(TRUST_LAMBDA)
     with pytest.raises(ClientError) as exc:
-        iam_raw.create_role(RoleName="bad name!", AssumeRolePolicyDocument=trust)
+        iam_raw.create_role(RoleName="bad name!", AssumeRolePolicyDocument=TRUST_LAMBDA)
     assert error_of(exc) == (
         "ValidationError", 400,
         "1 validation error detected: Value 'bad name!' at 'roleName' failed to satisfy constraint: "
         r"Member must satisfy regular expression pattern: [\w+=,.@-]+")
     long = "r" * 65
     with pytest.raises(ClientError) as exc:
-        iam_raw.create_role(RoleName=long, AssumeRolePolicyDocument=trust)
+        iam_raw.create_role(RoleName=long, AssumeRolePolicyDocument=TRUST_LAMBDA)
     assert error_of(exc) == (
         "ValidationError", 400,
         f"1 validation error detected: Value '{long}' at 'roleName' failed to satisfy constraint: "
         "Member must have length less than or equal to 64")
     with pytest.raises(ClientError) as exc:
-        iam_raw.create_role(RoleName="ok", AssumeRolePolicyDocument=trust, Path="no-slashes")
+        iam_raw.create_role(RoleName="ok", AssumeRolePolicyDocument=TRUST_LAMBDA, Path="no-slashes")
     assert error_of(exc) == (
         "ValidationError", 400,
         "1 validation error detected: Value 'no-slashes' at 'path' failed to satisfy constraint: "
@@ -318,7 +301,7 @@ def test_user_with_access_keys_cannot_be_deleted(iam: Any, user: str) -> None:
         iam.delete_user(UserName=user)
     assert error_of(exc) == ("DeleteConflict", 409, "Cannot delete entity, must delete access keys first.")
     iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
-    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow("lambda:ListFunctions"))
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow_policy("lambda:ListFunctions"))
     with pytest.raises(ClientError) as exc:
         iam.delete_user(UserName=user)
     assert error_of(exc) == ("DeleteConflict", 409, "Cannot delete entity, must delete policies first.")
@@ -366,7 +349,7 @@ def test_a_users_key_does_what_its_policy_allows_and_nothing_else(
 
 
 def test_inactive_and_deleted_keys_stop_working(server: Server, iam: Any, user: str) -> None:
-    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow(
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow_policy(
         "lambda:ListFunctions", "iam:GetUser"))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]
@@ -415,11 +398,11 @@ def _ok(result: subprocess.CompletedProcess[str]) -> Any:
 
 def test_aws_cli_manages_roles_and_reports_the_caller(server: Server, iam: Any, name: str) -> None:
     created = _ok(_aws(server, "iam", "create-role", "--role-name", name,
-                       "--assume-role-policy-document", json.dumps(TRUST_LAMBDA)))
+                       "--assume-role-policy-document", TRUST_LAMBDA))
     try:
         assert created["Role"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/{name}"
         got = _ok(_aws(server, "iam", "get-role", "--role-name", name))
-        assert got["Role"]["AssumeRolePolicyDocument"] == TRUST_LAMBDA
+        assert got["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST_LAMBDA)
         listed = _ok(_aws(server, "iam", "list-roles"))
         assert name in [r["RoleName"] for r in listed["Roles"]]
         missing = _aws(server, "iam", "get-role", "--role-name", f"{name}-x")

@@ -11,35 +11,22 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from test_compat_support import ACCOUNT, REGION, Server, client_for, error_of, unique_name
+from test_compat_support import (
+    ACCOUNT,
+    Server,
+    allow_policy,
+    aws_client,
+    client_for,
+    error_of,
+    trust_policy,
+    unique_name,
+)
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
-TRUST_ACCOUNT = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                   "Action": "sts:AssumeRole"}],
-}
-
-
-def allow(*actions: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": list(actions), "Resource": "*"}]})
-
-
-def aws_client(server: Server, service: str, key: str | None = None, secret: str | None = None,
-               token: str | None = None) -> Any:
-    """A boto3 client of any service for `server`; the admin's key unless one is given."""
-    admin_key, admin_secret = server.credentials()
-    session = boto3.session.Session(
-        aws_access_key_id=key or admin_key, aws_secret_access_key=secret or admin_secret,
-        aws_session_token=token, region_name=REGION)
-    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-    return session.client(service, endpoint_url=server.endpoint, config=cfg)
+TRUST_ACCOUNT = trust_policy({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +42,7 @@ def name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def policy(iam: Any, name: str) -> Iterator[str]:
     """A customer-managed policy allowing lambda:ListFunctions; deleted (detached first) after."""
-    arn = iam.create_policy(PolicyName=f"{name}-p", PolicyDocument=allow("lambda:ListFunctions"),
+    arn = iam.create_policy(PolicyName=f"{name}-p", PolicyDocument=allow_policy("lambda:ListFunctions"),
                             Description="compat")["Policy"]["Arn"]
     yield arn
     for role in iam.list_roles()["Roles"]:
@@ -71,7 +58,8 @@ def _denied(exc: pytest.ExceptionInfo[ClientError]) -> bool:
 
 
 def test_create_get_and_version_a_customer_policy(iam: Any, name: str) -> None:
-    created = iam.create_policy(PolicyName=name, Path="/team/", PolicyDocument=allow("lambda:GetFunction"),
+    created = iam.create_policy(PolicyName=name, Path="/team/",
+                                PolicyDocument=allow_policy("lambda:GetFunction"),
                                 Description="d", Tags=[{"Key": "k", "Value": "v"}])["Policy"]
     arn = f"arn:aws:iam::{ACCOUNT}:policy/team/{name}"
     assert created["Arn"] == arn and created["DefaultVersionId"] == "v1"
@@ -79,16 +67,17 @@ def test_create_get_and_version_a_customer_policy(iam: Any, name: str) -> None:
     got = iam.get_policy(PolicyArn=arn)["Policy"]
     assert (got["AttachmentCount"], got["Description"], got["Tags"]) == (0, "d", [{"Key": "k", "Value": "v"}])
     version = iam.get_policy_version(PolicyArn=arn, VersionId="v1")["PolicyVersion"]
-    assert version["Document"] == json.loads(allow("lambda:GetFunction"))  # decoded by botocore
+    assert version["Document"] == json.loads(allow_policy("lambda:GetFunction"))  # decoded by botocore
     assert version["IsDefaultVersion"] is True
     with pytest.raises(ClientError) as exc:
-        iam.create_policy(PolicyName=name.upper(), PolicyDocument=allow("lambda:GetFunction"))
+        iam.create_policy(PolicyName=name.upper(), PolicyDocument=allow_policy("lambda:GetFunction"))
     assert error_of(exc) == ("EntityAlreadyExists", 409,
                              f"A policy called {name.upper()} already exists. Duplicate names are not allowed.")
     for n in range(2, 6):
-        iam.create_policy_version(PolicyArn=arn, PolicyDocument=allow(f"lambda:Get{n}"), SetAsDefault=n == 2)
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=allow_policy(f"lambda:Get{n}"),
+                                  SetAsDefault=n == 2)
     with pytest.raises(ClientError) as exc:
-        iam.create_policy_version(PolicyArn=arn, PolicyDocument=allow("lambda:X"))
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=allow_policy("lambda:X"))
     assert error_of(exc)[:2] == ("LimitExceeded", 409)
     versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
     assert [(v["VersionId"], v["IsDefaultVersion"]) for v in versions][-2:] == [("v2", True), ("v1", False)]
@@ -171,7 +160,7 @@ def test_attached_rights_of_a_user_come_and_go(server: Server, iam: Any, policy:
 
 
 def test_attached_rights_of_a_role_session(server: Server, iam: Any, policy: str, name: str) -> None:
-    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_ACCOUNT))["Role"]
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_ACCOUNT)["Role"]
     try:
         ghost = f"arn:aws:iam::{ACCOUNT}:policy/{name}-ghost"
         with pytest.raises(ClientError) as exc:
@@ -196,7 +185,7 @@ def test_attached_rights_of_a_role_session(server: Server, iam: Any, policy: str
 
 
 def test_role_and_user_tags(iam: Any, name: str) -> None:
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_ACCOUNT))
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_ACCOUNT)
     iam.create_user(UserName=name)
     try:
         iam.tag_role(RoleName=name, Tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}])

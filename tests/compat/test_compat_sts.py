@@ -10,52 +10,38 @@ account — AWS itself refuses the root user this; Lamina's admin key is its onl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from test_compat_support import ACCOUNT, REGION, ROLE, Server, error_of, unique_name
+from test_compat_support import (
+    ACCOUNT,
+    REGION,
+    ROLE,
+    Server,
+    allow_policy,
+    aws_client,
+    error_of,
+    trust_policy,
+    unique_name,
+)
 
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 INVALID_TOKEN = "The security token included in the request is invalid."
 
 
-def _trust(principal: dict[str, str]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
-
-
-def _allow(*actions: str, resource: str = "*") -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": list(actions), "Resource": resource}]})
-
-
-def _client(server: Server, service: str, key: str | None = None, secret: str | None = None,
-            token: str | None = None, *, validate: bool = True) -> Any:
-    admin_key, admin_secret = server.credentials()
-    session = boto3.session.Session(
-        aws_access_key_id=key or admin_key, aws_secret_access_key=secret or admin_secret,
-        aws_session_token=token, region_name=REGION)
-    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5,
-                 read_timeout=30, parameter_validation=validate)
-    return session.client(service, endpoint_url=server.endpoint, config=cfg)
-
-
 def _with(server: Server, service: str, creds: dict[str, str], *, token: bool = True) -> Any:
-    return _client(server, service, creds["AccessKeyId"], creds["SecretAccessKey"],
-                   creds.get("SessionToken") if token else None)
+    return aws_client(server, service, creds["AccessKeyId"], creds["SecretAccessKey"],
+                      creds.get("SessionToken") if token else None)
 
 
 class Iam:
     """Admin IAM calls that clean up after themselves: roles, users, keys, inline policies."""
 
     def __init__(self, server: Server) -> None:
-        self.client = _client(server, "iam")
+        self.client = aws_client(server, "iam")
         self.roles: list[str] = []
         self.users: list[str] = []
 
@@ -99,7 +85,7 @@ def iam(server: Server) -> Iterator[Iam]:
 
 @pytest.fixture(scope="module")
 def sts(server: Server) -> Any:
-    return _client(server, "sts")
+    return aws_client(server, "sts")
 
 
 @pytest.fixture
@@ -132,7 +118,7 @@ def test_get_caller_identity_of_a_user_needs_no_permission(
 
 def test_root_assumes_a_role_trusting_the_account(
         server: Server, sts: Any, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}))
+    role = iam.role(name, trust_policy({"AWS": ROOT}))
     before = datetime.now(timezone.utc)
     response = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="compat-session")
     creds, assumed = response["Credentials"], response["AssumedRoleUser"]
@@ -150,7 +136,8 @@ def test_root_assumes_a_role_trusting_the_account(
 
 def test_session_credentials_act_with_the_roles_policy(
         server: Server, sts: Any, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}), policy=_allow("lambda:ListFunctions", "iam:GetRole"))
+    role = iam.role(name, trust_policy({"AWS": ROOT}),
+                    policy=allow_policy("lambda:ListFunctions", "iam:GetRole"))
     creds = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="s1")["Credentials"]
     session_arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/s1"
     lam = _with(server, "lambda", creds)
@@ -175,7 +162,7 @@ def test_session_credentials_act_with_the_roles_policy(
 
 
 def test_session_credentials_need_their_token(server: Server, sts: Any, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}), policy=_allow("lambda:ListFunctions"))
+    role = iam.role(name, trust_policy({"AWS": ROOT}), policy=allow_policy("lambda:ListFunctions"))
     creds = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="s1")["Credentials"]
     _with(server, "lambda", creds).list_functions()
     for service, call, code in (("lambda", "list_functions", "UnrecognizedClientException"),
@@ -197,7 +184,7 @@ def test_a_role_trusting_only_lambda_cannot_be_assumed(
     assert error_of(exc) == ("AccessDenied", 403, _denied(ROOT, ROLE))
     assert exc.value.response["Error"]["Type"] == "Sender"
 
-    user_arn, key = iam.user(name, policy=_allow("sts:AssumeRole"))  # its own policy is not enough
+    user_arn, key = iam.user(name, policy=allow_policy("sts:AssumeRole"))  # its own policy is not enough
     with pytest.raises(ClientError) as exc:
         _with(server, "sts", key).assume_role(RoleArn=ROLE, RoleSessionName="s1")
     assert error_of(exc)[:2] == ("AccessDenied", 403)
@@ -213,8 +200,8 @@ def test_a_missing_role_reads_as_access_denied(sts: Any, name: str) -> None:
 
 def test_a_user_needs_sts_assume_role_when_the_trust_policy_names_the_account(
         server: Server, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}), policy=_allow("lambda:ListFunctions"))
-    user_arn, key = iam.user(name, policy=_allow("lambda:ListFunctions"))
+    role = iam.role(name, trust_policy({"AWS": ROOT}), policy=allow_policy("lambda:ListFunctions"))
+    user_arn, key = iam.user(name, policy=allow_policy("lambda:ListFunctions"))
     user_sts = _with(server, "sts", key)
     with pytest.raises(ClientError) as exc:
         user_sts.assume_role(RoleArn=role["Arn"], RoleSessionName="s1")
@@ -223,14 +210,14 @@ def test_a_user_needs_sts_assume_role_when_the_trust_policy_names_the_account(
     assert message.startswith(_denied(user_arn, role["Arn"]))
 
     iam.client.put_user_policy(UserName=name, PolicyName="assume",
-                               PolicyDocument=_allow("sts:AssumeRole", resource=role["Arn"]))
+                               PolicyDocument=allow_policy("sts:AssumeRole", resource=role["Arn"]))
     creds = user_sts.assume_role(RoleArn=role["Arn"], RoleSessionName="s1")["Credentials"]
     assert _with(server, "sts", creds).get_caller_identity()["Arn"] == (
         f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/s1")
 
 
 def test_a_user_denied_assume_role_gets_sts_own_text(server: Server, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}))
+    role = iam.role(name, trust_policy({"AWS": ROOT}))
     user_arn, key = iam.user(name)
     with pytest.raises(ClientError) as exc:
         _with(server, "sts", key).assume_role(RoleArn=role["Arn"], RoleSessionName="s1")
@@ -240,12 +227,12 @@ def test_a_user_denied_assume_role_gets_sts_own_text(server: Server, iam: Iam, n
 def test_a_trust_policy_naming_the_user_needs_no_identity_policy(
         server: Server, iam: Iam, name: str) -> None:
     user_arn, key = iam.user(name)
-    role = iam.role(name, _trust({"AWS": user_arn}), policy=_allow("lambda:ListFunctions"))
+    role = iam.role(name, trust_policy({"AWS": user_arn}), policy=allow_policy("lambda:ListFunctions"))
     response = _with(server, "sts", key).assume_role(RoleArn=role["Arn"], RoleSessionName="direct")
     assert response["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/direct"
     assert "Functions" in _with(server, "lambda", response["Credentials"]).list_functions()
 
-    other_arn, other_key = iam.user(f"{name}-o", policy=_allow("lambda:ListFunctions"))
+    other_arn, other_key = iam.user(f"{name}-o", policy=allow_policy("lambda:ListFunctions"))
     with pytest.raises(ClientError) as exc:
         _with(server, "sts", other_key).assume_role(RoleArn=role["Arn"], RoleSessionName="s1")
     assert error_of(exc)[:2] == ("AccessDenied", 403)
@@ -254,7 +241,7 @@ def test_a_trust_policy_naming_the_user_needs_no_identity_policy(
 
 def test_duration_seconds_is_bounded_by_the_roles_max_session_duration(
         server: Server, sts: Any, iam: Iam, name: str) -> None:
-    role = iam.role(name, _trust({"AWS": ROOT}), MaxSessionDuration=7200)
+    role = iam.role(name, trust_policy({"AWS": ROOT}), MaxSessionDuration=7200)
     before = datetime.now(timezone.utc)
     creds = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="s1", DurationSeconds=7200)["Credentials"]
     assert abs(creds["Expiration"] - (before + timedelta(seconds=7200))) < timedelta(minutes=2)
@@ -265,7 +252,7 @@ def test_duration_seconds_is_bounded_by_the_roles_max_session_duration(
         "ValidationError", 400,
         "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 
-    raw = _client(server, "sts", validate=False)
+    raw = aws_client(server, "sts", validate=False)
     with pytest.raises(ClientError) as exc:
         raw.assume_role(RoleArn=role["Arn"], RoleSessionName="s1", DurationSeconds=899)
     assert error_of(exc) == (

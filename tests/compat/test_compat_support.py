@@ -1,4 +1,5 @@
-"""Helpers shared by the compat tests: start/stop a real `lamina server`, clients, zips, ARNs.
+"""Helpers shared by the compat tests: start/stop a real `lamina server`, clients, zips, ARNs,
+policy documents.
 
 They live in an importable module rather than in conftest.py because several test folders have
 a rootless conftest.py and ``from conftest import ...`` would pick whichever was loaded last.
@@ -11,6 +12,7 @@ import base64
 import configparser
 import hashlib
 import io
+import json
 import os
 import re
 import signal
@@ -22,15 +24,14 @@ import urllib.error
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
+import boto3
 import pytest
-from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 LAMINA = Path(sys.executable).parent / "lamina"
 ACCOUNT = "000000000000"
@@ -142,6 +143,34 @@ def client_for(server: Server, *, access_key: str | None = None, secret_key: str
     cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5,
                  read_timeout=30, parameter_validation=validate, **config)
     return session.client("lambda", endpoint_url=server.endpoint, config=cfg)
+
+
+def aws_client(server: Server, service: str, key: str | None = None, secret: str | None = None,
+               token: str | None = None, *, validate: bool = True) -> Any:
+    """A boto3 client of any service for `server` (one attempt, short timeouts); the admin's key
+    unless one is given, and a session token for role credentials. `validate=False` skips
+    botocore's own parameter checks, so that the server's are what answers."""
+    admin_key, admin_secret = server.credentials()
+    session = boto3.session.Session(
+        aws_access_key_id=key or admin_key, aws_secret_access_key=secret or admin_secret,
+        aws_session_token=token, region_name=REGION)
+    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5,
+                 read_timeout=30, parameter_validation=validate)
+    return session.client(service, endpoint_url=server.endpoint, config=cfg)
+
+
+def allow_policy(*actions: str, resource: str = "*") -> str:
+    """An identity policy document (JSON text, as IAM takes it) allowing `actions` on `resource`."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": list(actions), "Resource": resource}]})
+
+
+def trust_policy(principal: dict[str, str]) -> str:
+    """A role trust policy (JSON text) letting `principal`, e.g. ``{"AWS": arn}`` or
+    ``{"Service": "lambda.amazonaws.com"}``, call sts:AssumeRole. IAM hands it back
+    URL-encoded and botocore decodes it, so compare with ``json.loads`` of this."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
 
 
 def make_zip(files: dict[str, str | bytes] | None = None, *, stored: bool = False) -> bytes:

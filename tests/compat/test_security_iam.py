@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from test_compat_support import (
@@ -31,30 +29,20 @@ from test_compat_support import (
     RUNTIME,
     Functions,
     Server,
+    aws_client,
     client_for,
     error_of,
     function_arn,
     make_zip,
+    trust_policy,
     unique_name,
 )
 
 INVOKE = "lambda:InvokeFunction"
 ALL_FUNCTIONS = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:*"
 NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
-LAMBDA_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
-
-
-def _client(server: Server, service: str, key: str, secret: str, token: str | None = None) -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token, region_name=REGION
-    )
-    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-    return session.client(service, endpoint_url=server.endpoint, config=cfg)
+LAMBDA_TRUST = trust_policy({"Service": "lambda.amazonaws.com"})
+ACCOUNT_TRUST = trust_policy({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
 
 
 def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +86,7 @@ class User:
     lam: Any
 
     def client(self, server: Server, service: str) -> Any:
-        return _client(server, service, self.key, self.secret)
+        return aws_client(server, service, self.key, self.secret)
 
 
 class Users:
@@ -133,7 +121,7 @@ class Users:
 
 @pytest.fixture(scope="module")
 def iam(server: Server) -> Any:
-    return _client(server, "iam", *server.credentials())
+    return aws_client(server, "iam")
 
 
 @pytest.fixture
@@ -382,9 +370,7 @@ def test_a_role_lambda_cannot_assume_is_refused(
     assert lam.get_function_configuration(FunctionName=fn_name)["Role"] == ROLE
 
     lambda_role = unique_name("for-lambda")
-    good = iam.create_role(RoleName=lambda_role, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"][
-        "Arn"
-    ]
+    good = iam.create_role(RoleName=lambda_role, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
     roles.append(lambda_role)
     no_pass = users.create(_policy(allow("lambda:UpdateFunctionConfiguration")))
     assert denied(no_pass.lam.update_function_configuration, FunctionName=fn_name, Role=good) == (
@@ -476,43 +462,42 @@ def test_cloudwatch_logs_calls_are_enforced(server: Server, users: Users) -> Non
 def test_the_admin_key_needs_no_policy(
     server: Server, lam: Any, iam: Any, functions: Functions, fn_name: str
 ) -> None:
-    identity = _client(server, "sts", *server.credentials()).get_caller_identity()
+    identity = aws_client(server, "sts").get_caller_identity()
     assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
     functions.create(fn_name)
     assert _invoke(lam, fn_name)["ok"] is True
     lam.update_function_configuration(FunctionName=fn_name, Description="admin")
     assert isinstance(iam.list_users()["Users"], list)
-    assert isinstance(_client(server, "logs", *server.credentials()).describe_log_groups()["logGroups"], list)
+    assert isinstance(aws_client(server, "logs").describe_log_groups()["logGroups"], list)
     lam.delete_function(FunctionName=fn_name)
+
+
+def _reader_session(
+    server: Server, iam: Any, roles: list[str], hint: str, session_name: str
+) -> tuple[str, str, dict[str, str]]:
+    """(role name, role ARN, session credentials) of a new role that trusts the account and may
+    only lambda:GetFunction, assumed by the admin; the role is left in ``roles`` for cleanup."""
+    role_name = unique_name(hint)
+    role_arn: str = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=ACCOUNT_TRUST)["Role"]["Arn"]
+    roles.append(role_name)
+    iam.put_role_policy(
+        RoleName=role_name, PolicyName="get", PolicyDocument=json.dumps(_policy(allow("lambda:GetFunction")))
+    )
+    sts = aws_client(server, "sts")
+    creds: dict[str, str] = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+    return role_name, role_arn, creds
 
 
 def test_a_role_session_gets_only_its_roles_policy(
     server: Server, lam: Any, iam: Any, functions: Functions, roles: list[str], fn_name: str
 ) -> None:
     functions.create(fn_name)
-    role_name = unique_name("reader")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    roles.append(role_name)
-    iam.put_role_policy(
-        RoleName=role_name, PolicyName="get", PolicyDocument=json.dumps(_policy(allow("lambda:GetFunction")))
-    )
-    sts = _client(server, "sts", *server.credentials())
-    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    role_name, _, creds = _reader_session(server, iam, roles, "reader", "s1")
     session = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
     principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/s1"
-    assert _client(server, "sts", *session).get_caller_identity()["Arn"] == principal
+    assert aws_client(server, "sts", *session).get_caller_identity()["Arn"] == principal
 
-    role_lam = _client(server, "lambda", *session)
+    role_lam = aws_client(server, "lambda", *session)
     assert role_lam.get_function(FunctionName=fn_name)["Configuration"]["FunctionName"] == fn_name
     other = unique_name("by-role")
     assert denied(
@@ -530,7 +515,7 @@ def test_a_role_session_gets_only_its_roles_policy(
     )
     assert lam.get_function(FunctionName=fn_name)["Configuration"]["FunctionName"] == fn_name
     user_name = unique_name("by-role")
-    assert denied(_client(server, "iam", *session).create_user, UserName=user_name) == (
+    assert denied(aws_client(server, "iam", *session).create_user, UserName=user_name) == (
         "AccessDenied",
         403,
         implicit(principal, "iam:CreateUser", f"arn:aws:iam::{ACCOUNT}:user/{user_name}"),
@@ -566,13 +551,13 @@ def _raw_query(
 def test_bad_signatures_on_query_endpoints(server: Server, service: str) -> None:
     key, secret = server.credentials()
     call = "list_users" if service == "iam" else "get_caller_identity"
-    wrong = _client(server, service, key, "x" * 40)
+    wrong = aws_client(server, service, key, "x" * 40)
     code, status, message = denied(getattr(wrong, call))
     assert (code, status) == ("SignatureDoesNotMatch", 403)
     assert message.startswith(
         "The request signature we calculated does not match the signature you provided."
     )
-    unknown = _client(server, service, "AKIAIOSFODNN7EXAMPLE", secret)
+    unknown = aws_client(server, service, "AKIAIOSFODNN7EXAMPLE", secret)
     assert denied(getattr(unknown, call)) == (
         "InvalidClientTokenId",
         403,
@@ -664,26 +649,8 @@ def test_a_role_session_loses_what_its_role_loses(
     server: Server, iam: Any, functions: Functions, roles: list[str], fn_name: str
 ) -> None:
     functions.create(fn_name)
-    role_name = unique_name("fading")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    roles.append(role_name)
-    iam.put_role_policy(
-        RoleName=role_name, PolicyName="get", PolicyDocument=json.dumps(_policy(allow("lambda:GetFunction")))
-    )
-    creds = _client(server, "sts", *server.credentials()).assume_role(RoleArn=role_arn, RoleSessionName="s2")[
-        "Credentials"
-    ]
-    role_lam = _client(
+    role_name, role_arn, creds = _reader_session(server, iam, roles, "fading", "s2")
+    role_lam = aws_client(
         server, "lambda", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
     )
     assert role_lam.get_function(FunctionName=fn_name)["Configuration"]["FunctionName"] == fn_name
@@ -694,13 +661,13 @@ def test_a_role_session_loses_what_its_role_loses(
     functions.lam.add_permission(FunctionName=fn_name, StatementId="role", Action=INVOKE, Principal=role_arn)
     assert _invoke(role_lam, fn_name)["ok"] is True
 
-    forged = _client(server, "lambda", creds["AccessKeyId"], creds["SecretAccessKey"], "not-the-token")
+    forged = aws_client(server, "lambda", creds["AccessKeyId"], creds["SecretAccessKey"], "not-the-token")
     assert denied(forged.get_function, FunctionName=fn_name) == (
         "UnrecognizedClientException",
         403,
         "The security token included in the request is invalid.",
     )
-    tokenless = _client(server, "lambda", creds["AccessKeyId"], creds["SecretAccessKey"])
+    tokenless = aws_client(server, "lambda", creds["AccessKeyId"], creds["SecretAccessKey"])
     assert denied(tokenless.get_function, FunctionName=fn_name)[:2] == ("UnrecognizedClientException", 403)
 
 
@@ -710,7 +677,7 @@ def test_expired_signature_on_query_endpoints(
 ) -> None:
     old = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(hours=1)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: old)
-    client = _client(server, service, *server.credentials())
+    client = aws_client(server, service)
     call = client.list_users if service == "iam" else client.get_caller_identity
     code, status, message = denied(call)
     assert (code, status) == ("SignatureDoesNotMatch", 403)
@@ -719,8 +686,8 @@ def test_expired_signature_on_query_endpoints(
 
 def _trusting(iam: Any, roles: list[str], principal: str) -> str:
     name = unique_name("trusting")
-    trust = _policy({"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"})
-    arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    trust = trust_policy({"AWS": principal})
+    arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     roles.append(name)
     return arn
 

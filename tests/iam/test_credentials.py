@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from iam_fakes import T0, Clock, open_store
 
 from lamina.errors import IamError
 from lamina.iam.credentials import Credentials, expires_at, session_arn
@@ -21,28 +22,11 @@ TRUST = json.dumps(
         ]
     }
 )
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class PlainCipher:
-    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
-        return plaintext
-
-    def decrypt(self, blob: bytes, aad: bytes) -> bytes:
-        return blob
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> SqliteMetadataStore:
-    return SqliteMetadataStore(tmp_path / "db", PlainCipher())
+    return open_store(tmp_path)
 
 
 def test_session_arn_drops_the_role_path() -> None:
@@ -61,7 +45,7 @@ def test_assume_role_is_persisted_and_survives_a_restart(store: SqliteMetadataSt
     assert key.expires == "2024-05-01T12:30:00Z"
     assert assumed_id == f"{role.role_id}:sess"
     store.close()
-    reopened = SqliteMetadataStore(tmp_path / "db", PlainCipher())
+    reopened = open_store(tmp_path)
     with reopened.transaction() as tx:
         assert tx.get_access_key(key.access_key_id) == key
     assert Credentials(reopened, ACCT, clock).live(key.access_key_id) is None  # not an env key

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from iam_fakes import Clock, open_store
 
 from lamina.errors import IamError
 from lamina.iam.directory import Directory, role_arn_of, user_name_of
-from lamina.store.sqlite import SqliteMetadataStore
 
 ACCT = "111122223333"
 TRUST_LAMBDA = json.dumps(
@@ -26,18 +25,9 @@ POLICY = json.dumps(
 )
 
 
-class PlainCipher:
-    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
-        return plaintext
-
-    def decrypt(self, blob: bytes, aad: bytes) -> bytes:
-        return blob
-
-
 @pytest.fixture
 def directory(tmp_path: Path) -> Directory:
-    clock = lambda: datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)  # noqa: E731
-    return Directory(SqliteMetadataStore(tmp_path / "db", PlainCipher()), ACCT, clock)
+    return Directory(open_store(tmp_path), ACCT, Clock())
 
 
 def _error(exc: pytest.ExceptionInfo[IamError]) -> tuple[str, str, int]:

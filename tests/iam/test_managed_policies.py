@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from iam_fakes import Clock, open_store
 
 from lamina.errors import IamError
 from lamina.iam.aws_managed import AWS_MANAGED
@@ -29,22 +30,6 @@ def allow(action: str) -> str:
         {"Effect": "Allow", "Action": action, "Resource": "*"}]})
 
 
-class PlainCipher:
-    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
-        return plaintext
-
-    def decrypt(self, blob: bytes, aad: bytes) -> bytes:
-        return blob
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -52,7 +37,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteMetadataStore]:
-    db = SqliteMetadataStore(tmp_path / "db", PlainCipher())
+    db = open_store(tmp_path)
     yield db
     db.close()
 
