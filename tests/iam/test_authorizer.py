@@ -107,3 +107,27 @@ def test_condition_keys_from_the_request() -> None:
     authorizer = make({ALICE: [tls_only]})
     assert authorizer.check(ALICE, [invoke("f")], {"aws:SecureTransport": "false"}) is not None
     assert authorizer.check(ALICE, [invoke("f")], {"aws:SecureTransport": "true"}) is None
+
+
+def test_allowed_outcomes_are_remembered_only_when_context_cannot_change_them() -> None:
+    calls: list[str] = []
+    tls_only = doc({"Effect": "Allow", "Action": "lambda:*", "Resource": "*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "true"}}})
+    policies = {ALICE: [ALLOW_INVOKE_F], BOB: [tls_only]}
+
+    def documents(principal: str) -> list[str]:
+        calls.append(principal)
+        return policies[principal]
+
+    store = Store()
+    authorizer = Authorizer(store, ACCOUNT, frozenset({ROOT}), documents)  # type: ignore[arg-type]
+    assert authorizer.check(ALICE, [invoke("f")]) is None
+    assert authorizer.check(ALICE, [invoke("f")]) is None
+    assert authorizer.check(BOB, [invoke("f")], {"aws:SecureTransport": "true"}) is None
+    # A conditional allow is evaluated again: the next request may not meet the condition.
+    assert authorizer.check(BOB, [invoke("f")], {"aws:SecureTransport": "false"}) is not None
+    policies[ALICE] = []
+    assert authorizer.check(ALICE, [invoke("f")]) is None  # remembered until the store changes
+    store.generation += 1
+    assert authorizer.check(ALICE, [invoke("f")]) is not None
+    assert calls.count(ALICE) == 2

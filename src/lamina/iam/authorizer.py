@@ -63,6 +63,10 @@ class Authorizer:
         self._trust_policy = trust_policy
         self._clock = clock
         self._identity: dict[str, tuple[Policy, ...]] = {}
+        # Accesses allowed by policies whose outcome cannot depend on the request's context (no
+        # conditions, no variables): the same caller doing the same thing is not re-evaluated
+        # until the store changes. Refusals are always evaluated (they build their message).
+        self._allowed: set[tuple[str, Access]] = set()
         self._generation = -1
 
     def is_admin(self, principal: str) -> bool:
@@ -77,6 +81,8 @@ class Authorizer:
         identity = self.identity_policies(principal)
         now = self._clock()
         for access in accesses:
+            if (principal, access) in self._allowed:
+                continue
             resource_policy: Policy | None = None
             if access.function is not None and self._function_policy is not None:
                 resource_policy = self._function_policy(access.function)
@@ -86,17 +92,29 @@ class Authorizer:
             decision = evaluate(request, identity, resource_policy)
             if not decision.allowed:
                 return Denial(request, decision)
+            if all(_static(p) for p in identity) and (resource_policy is None or _static(resource_policy)):
+                if len(self._allowed) > 65536:
+                    self._allowed.clear()
+                self._allowed.add((principal, access))
         return None
 
     def identity_policies(self, principal: str) -> tuple[Policy, ...]:
         if self._generation != self.store.generation:
             self._identity.clear()
+            self._allowed.clear()
             self._generation = self.store.generation
         policies = self._identity.get(principal)
         if policies is None:
             policies = tuple(_parsed(d) for d in self._documents(principal))
             self._identity[principal] = policies
         return policies
+
+
+def _static(policy: Policy) -> bool:
+    """Whether the policy decides the same way for any context (time, address, transport)."""
+    return not any(
+        st.conditions or any("${" in r for r in st.resources) for st in policy.statements
+    )
 
 
 def _parsed(document: str) -> Policy:
