@@ -3,6 +3,8 @@ and the AWS CLI work against it when they trust DIR/tls/ca.pem."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import ssl
 import stat
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +103,33 @@ def test_tls_cert_and_key_must_come_together(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 2 and "--tls-cert and --tls-key go together" in out.stderr
+
+
+WHO_AM_I = b"""
+import boto3
+
+def handler(event, context):
+    return boto3.client("sts").get_caller_identity()["Arn"]
+"""
+
+
+@pytest.mark.root
+def test_functions_reach_a_tls_server_through_their_relay(tls_server: tuple[str, Path]) -> None:
+    """The relay inside the sandbox is plain HTTP; the worker carries it over TLS to the API,
+    checking the server's own certificate."""
+    endpoint, data = tls_server
+    creds = dict(line.split(" = ", 1) for line in (data / "credentials").read_text().splitlines() if " = " in line)
+    lam = boto3.Session(region_name="us-east-1").client(
+        "lambda", endpoint_url=endpoint, verify=str(data / "tls" / "ca.pem"),
+        aws_access_key_id=creds["aws_access_key_id"], aws_secret_access_key=creds["aws_secret_access_key"],
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.py", WHO_AM_I)
+    lam.create_function(FunctionName="whoami", Runtime="python3.11", Handler="index.handler", Timeout=30,
+                        Role="arn:aws:iam::000000000000:role/lambda-role", Code={"ZipFile": buf.getvalue()})
+    lam.get_waiter("function_active_v2").wait(FunctionName="whoami", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    out = lam.invoke(FunctionName="whoami", Payload=b"{}")
+    assert "FunctionError" not in out
+    assert json.loads(out["Payload"].read()) == "arn:aws:sts::000000000000:assumed-role/lambda-role/whoami"
