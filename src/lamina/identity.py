@@ -54,11 +54,14 @@ class IdentityPlatform:
 
 def build_identity(
     settings: Settings, store: MetadataStore, functions: Functions, admins: frozenset[str], presign_key_id: str,
+    admin_key_id: str,
 ) -> IdentityPlatform:
     account = settings.account_id
     directory = Directory(store, account)
+    directory.protected_keys = frozenset({admin_key_id})
     directory.ensure_default_role(DEFAULT_ROLE, LAMBDA_SERVICE, "lamina-basic-execution", BASIC_EXECUTION_POLICY)
     credentials = Credentials(store, account)
+    credentials.sweep()  # expired AssumeRole sessions of earlier runs
     permissions = Permissions(functions)
 
     def role_check(role_arn: str) -> None:
@@ -78,7 +81,7 @@ def build_identity(
         store, account, admins, directory.policies_for, function_policy, trust_policy,
         clock=lambda: datetime.now(timezone.utc),
     )
-    guard = Guard(authorizer, settings.region, account, functions.ref)
+    guard = Guard(authorizer, settings.region, account, functions.ref, directory.entity_arn)
     access_keys = AccessKeys(store, exclude=presign_key_id, sessions=credentials.live)
     query_services = {
         "iam": QueryService(QueryModel.load("iam", "2010-05-08"), IamHandlers(directory).handlers()),

@@ -123,7 +123,9 @@ async def build(settings: Settings) -> Platform:
     history = HistoryStore(settings.data_dir / "history.db")
     functions.history = layers.history = history
     layers.sweep()
-    identity = build_identity(settings, store, functions, frozenset({account_root}), presign_key.access_key_id)
+    identity = build_identity(
+        settings, store, functions, frozenset({account_root}), presign_key.access_key_id, admin.access_key_id
+    )
 
     scratch = Scratch(settings.data_dir)
     driver = BwrapDriver(

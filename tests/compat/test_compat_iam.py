@@ -348,6 +348,37 @@ def test_a_users_key_does_what_its_policy_allows_and_nothing_else(
     assert error_of(exc)[:2] == ("AccessDenied", 403)
 
 
+def test_policies_name_roles_by_their_full_arn_with_the_path(
+        server: Server, iam: Any, user: str, name: str) -> None:
+    iam.create_role(RoleName=name, Path="/team/", AssumeRolePolicyDocument=TRUST_LAMBDA)
+    other = f"{name}-x"
+    iam.create_role(RoleName=other, AssumeRolePolicyDocument=TRUST_LAMBDA)
+    try:
+        iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow_policy(
+            "iam:GetRole", resource=f"arn:aws:iam::{ACCOUNT}:role/team/*"))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        user_iam = aws_client(server, "iam", key["AccessKeyId"], key["SecretAccessKey"])
+        assert user_iam.get_role(RoleName=name)["Role"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/team/{name}"
+        with pytest.raises(ClientError) as exc:
+            user_iam.get_role(RoleName=other)  # no path: not under role/team/
+        assert error_of(exc)[2].endswith(
+            f"on resource: arn:aws:iam::{ACCOUNT}:role/{other} because no identity-based policy "
+            "allows the iam:GetRole action")
+    finally:
+        iam.delete_role(RoleName=name)
+        iam.delete_role(RoleName=other)
+
+
+def test_the_administrators_own_key_cannot_be_deleted(server: Server, iam: Any) -> None:
+    admin_key, _ = server.credentials()
+    for call in (lambda: iam.delete_access_key(AccessKeyId=admin_key),
+                 lambda: iam.update_access_key(AccessKeyId=admin_key, Status="Inactive")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc)[:2] == ("UnmodifiableEntity", 400)
+    assert iam.get_user()["User"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"  # still works
+
+
 def test_inactive_and_deleted_keys_stop_working(server: Server, iam: Any, user: str) -> None:
     iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=allow_policy(
         "lambda:ListFunctions", "iam:GetUser"))

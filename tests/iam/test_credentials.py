@@ -93,3 +93,17 @@ def test_keys_nobody_revoked_are_forgotten_eventually(store: SqliteMetadataStore
     clock.now = T0 + timedelta(minutes=31)
     creds.issue(f"arn:aws:iam::{ACCT}:role/R", "c")
     assert creds.live(old.access_key_id) is None
+
+
+def test_sweep_deletes_only_expired_stored_sessions(store: SqliteMetadataStore) -> None:
+    clock = Clock()
+    role = Directory(store, ACCT, clock).create_role("R", TRUST)
+    creds = Credentials(store, ACCT, clock)
+    short, _ = creds.assume_role(role.arn, "short", 900)
+    long, _ = creds.assume_role(role.arn, "long", 3600)
+    clock.now = T0 + timedelta(minutes=20)
+    assert creds.sweep() == 1
+    with store.transaction() as tx:
+        assert tx.get_access_key(short.access_key_id) is None
+        assert tx.get_access_key(long.access_key_id) == long
+    assert creds.sweep() == 0

@@ -167,3 +167,31 @@ def test_arn_helpers() -> None:
     assert role_arn_of(f"arn:aws:iam::{ACCT}:user/u") is None
     assert user_name_of(f"arn:aws:iam::{ACCT}:user/x/u") == "u"
     assert user_name_of(f"arn:aws:iam::{ACCT}:root") is None
+
+
+def test_the_administrator_key_cannot_be_deleted_or_deactivated(directory: Directory) -> None:
+    admin = directory.create_access_key(None)  # a root key, as the bootstrapped one is
+    other = directory.create_access_key(None)
+    directory.protected_keys = frozenset({admin.access_key_id})
+    for attempt in (lambda: directory.delete_access_key(None, admin.access_key_id),
+                    lambda: directory.update_access_key(None, admin.access_key_id, "Inactive")):
+        with pytest.raises(IamError) as exc:
+            attempt()
+        assert exc.value.code == "UnmodifiableEntity"
+    directory.update_access_key(None, admin.access_key_id, "Active")  # harmless
+    assert [k.status for k in directory.list_access_keys(None)] == ["Active", "Active"]
+    directory.delete_access_key(None, other.access_key_id)  # other root keys are the root's to manage
+    assert [k.access_key_id for k in directory.list_access_keys(None)] == [admin.access_key_id]
+
+
+def test_entity_arn_adds_the_path(directory: Directory) -> None:
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    role = directory.create_role("Deployer", trust, path="/team/")
+    user = directory.create_user("carol", path="/ops/")
+    base = f"arn:aws:iam::{directory.account}:"
+    assert directory.entity_arn(f"{base}role/Deployer") == role.arn == f"{base}role/team/Deployer"
+    assert directory.entity_arn(f"{base}user/carol") == user.arn == f"{base}user/ops/carol"
+    for unchanged in (f"{base}role/missing", f"{base}role/", "*", f"{base}policy/p",
+                      "arn:aws:iam::999999999999:role/Deployer"):
+        assert directory.entity_arn(unchanged) == unchanged

@@ -7,6 +7,7 @@ The service decides how a refusal reads: Lambda and CloudWatch Logs answer 403
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,10 @@ class Guard:
     def __init__(
         self, authorizer: Authorizer, region: str, account: str,
         resolve: Callable[[str, str | None], FunctionRef],
+        entity_arn: Callable[[str], str] = lambda arn: arn,
     ) -> None:
+        # A request names a role or user without its path; policies name it by its full ARN.
+        self.entity_arn = entity_arn
         self.authorizer = authorizer
         self.region = region
         self.account = account
@@ -39,7 +43,10 @@ class Guard:
         elif service == "logs":
             needed = actions.logs_access(operation, params, self.region, self.account)
         elif service == "iam":
-            needed = actions.iam_access(operation, params, self.account, principal)
+            needed = [
+                dataclasses.replace(a, resource=self.entity_arn(a.resource))
+                for a in actions.iam_access(operation, params, self.account, principal)
+            ]
         elif service == "sts":
             needed = actions.sts_access(operation, params)
         else:

@@ -80,6 +80,11 @@ class Credentials:
             tx.put_access_key(key)
         return key, f"{role.role_id}:{session_name}"
 
+    def sweep(self) -> int:
+        """Deletes stored AssumeRole keys past their expiry (they can never sign again)."""
+        with self.store.transaction() as tx:
+            return tx.delete_expired_keys(iso(self.clock()))
+
     # environments (memory only)
 
     def issue(self, role_arn: str, session_name: str) -> IssuedCredentials:

@@ -120,6 +120,9 @@ class Directory:
         self.account = account
         self.clock = clock
         self.root_arn = f"arn:aws:iam::{account}:root"
+        # Keys IAM may not delete or deactivate: the administrator's (DIR/credentials), without
+        # which nobody could manage the platform any more.
+        self.protected_keys: frozenset[str] = frozenset()
 
     # roles
 
@@ -307,14 +310,36 @@ class Directory:
             )
         with self.store.transaction() as tx:
             key = self._key(tx, user, access_key_id)
+            if status != "Active":
+                self._check_modifiable(access_key_id)
             tx.put_access_key(dataclasses.replace(key, status=status))
 
     def delete_access_key(self, user: str | None, access_key_id: str) -> None:
         with self.store.transaction() as tx:
             self._key(tx, user, access_key_id)
+            self._check_modifiable(access_key_id)
             tx.delete_access_key(access_key_id)
 
+    def _check_modifiable(self, access_key_id: str) -> None:
+        if access_key_id in self.protected_keys:
+            raise IamError(
+                "UnmodifiableEntity",
+                f"The access key {access_key_id} is Lamina's administrator key (DIR/credentials) "
+                "and cannot be deleted or deactivated.",
+            )
+
     # enforcement
+
+    def entity_arn(self, arn: str) -> str:
+        """``arn:aws:iam::ACCOUNT:role/NAME`` (or ``user/NAME``) as a request names it, made the
+        entity's own ARN with its path; anything else, or an entity that does not exist, as is."""
+        prefix = f"arn:aws:iam::{self.account}:"
+        kind, _, name = arn.removeprefix(prefix).partition("/")
+        if not arn.startswith(prefix) or kind not in ("role", "user") or not name or "/" in name:
+            return arn
+        with self.store.transaction() as tx:
+            entity = tx.get_role(name) if kind == "role" else tx.get_user(name)
+        return entity.arn if entity is not None else arn
 
     def policies_for(self, principal_arn: str) -> list[str]:
         """The identity policies that apply to a caller: inline ones and the default versions of

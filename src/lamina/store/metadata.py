@@ -55,6 +55,9 @@ class Transaction(Protocol):
         """The keys whose principal is ``principal_arn``, in the order they were created."""
         ...
     def delete_access_key(self, access_key_id: str) -> None: ...
+    def delete_expired_keys(self, now: str) -> int:
+        """Deletes temporary keys that expired before ``now`` (ISO-8601 UTC); how many."""
+        ...
 
     # IAM names match regardless of case, as on AWS; deleting a role or user deletes its
     # inline policies (IAM's own API refuses first, see lamina.iam.directory).

@@ -86,6 +86,14 @@ class SqliteIamTables(SqliteRows):
     def delete_access_key(self, access_key_id: str) -> None:
         self._exec("DELETE FROM access_keys WHERE access_key_id = ?", access_key_id)
 
+    def delete_expired_keys(self, now: str) -> int:
+        # Expiries are written as YYYY-MM-DDTHH:MM:SSZ, so text order is time order.
+        count = self._one(
+            "SELECT count(*) FROM access_keys WHERE json_extract(doc, '$.expires') < ?", now
+        )[0]
+        self._exec("DELETE FROM access_keys WHERE json_extract(doc, '$.expires') < ?", now)
+        return int(count)
+
     # IAM roles and users, with their inline policies (deleted with them)
 
     def get_role(self, name: str) -> Role | None:
