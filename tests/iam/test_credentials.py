@@ -107,3 +107,17 @@ def test_sweep_deletes_only_expired_stored_sessions(store: SqliteMetadataStore) 
         assert tx.get_access_key(short.access_key_id) is None
         assert tx.get_access_key(long.access_key_id) == long
     assert creds.sweep() == 0
+
+
+def test_deleting_a_role_deletes_its_stored_sessions(store: SqliteMetadataStore) -> None:
+    clock = Clock()
+    directory = Directory(store, ACCT, clock)
+    role = directory.create_role("a_b", TRUST)
+    look_alike = directory.create_role("aXb", TRUST)  # "_" must not act as a wildcard
+    creds = Credentials(store, ACCT, clock)
+    gone, _ = creds.assume_role(role.arn, "s", 900)
+    kept, _ = creds.assume_role(look_alike.arn, "s", 900)
+    directory.delete_role("A_B")
+    with store.transaction() as tx:
+        assert tx.get_access_key(gone.access_key_id) is None
+        assert tx.get_access_key(kept.access_key_id) == kept

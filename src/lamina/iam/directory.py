@@ -157,12 +157,15 @@ class Directory:
 
     def delete_role(self, name: str) -> None:
         with self.store.transaction() as tx:
-            self._role(tx, name)
+            role = self._role(tx, name)
             if tx.list_role_policies(name):
                 raise _conflict("policies")
             if tx.list_attached_policies("role", name):
                 raise IamError("DeleteConflict", _ATTACHED_CONFLICT, 409)
             tx.delete_role(name)
+            # Its AssumeRole sessions die with it: a role re-created under the same name is
+            # another role (AWS tells them apart by RoleId) and must not inherit them.
+            tx.delete_keys_with_principal_prefix(f"arn:aws:sts::{self.account}:assumed-role/{role.name}/")
 
     def update_assume_role_policy(self, name: str, document: str) -> None:
         parse_trust_policy(document)

@@ -86,6 +86,12 @@ class SqliteIamTables(SqliteRows):
     def delete_access_key(self, access_key_id: str) -> None:
         self._exec("DELETE FROM access_keys WHERE access_key_id = ?", access_key_id)
 
+    def delete_keys_with_principal_prefix(self, prefix: str) -> int:
+        where = "lower(substr(json_extract(doc, '$.principal_arn'), 1, ?)) = lower(?)"
+        count = self._one(f"SELECT count(*) FROM access_keys WHERE {where}", len(prefix), prefix)[0]
+        self._exec(f"DELETE FROM access_keys WHERE {where}", len(prefix), prefix)
+        return int(count)
+
     def delete_expired_keys(self, now: str) -> int:
         # Expiries are written as YYYY-MM-DDTHH:MM:SSZ, so text order is time order.
         count = self._one(
