@@ -34,6 +34,12 @@ def test_create_function_also_needs_pass_role() -> None:
     assert [(a.action, a.resource) for a in accesses] == [
         ("lambda:CreateFunction", f"{FN}:f"), ("iam:PassRole", role)
     ]
+    layer = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:l:3"
+    accesses = lambda_access("UpdateFunctionConfiguration", {"FunctionName": "f", "Layers": [layer]},
+                             REGION, ACCOUNT, resolve)
+    assert [(a.action, a.resource) for a in accesses] == [
+        ("lambda:UpdateFunctionConfiguration", f"{FN}:f"), ("lambda:GetLayerVersion", layer)
+    ]
 
 
 @pytest.mark.parametrize(

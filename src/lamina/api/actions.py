@@ -59,9 +59,15 @@ def lambda_access(
         if op in _UNQUALIFIED or ref.qualifier == LATEST:  # $LATEST is the function itself
             ref = FunctionRef(ref.name)
         accesses = [Access(action, function_arn(region, account, ref.name, ref.qualifier), ref)]
-        role = params.get("Role")
-        if op in ("CreateFunction", "UpdateFunctionConfiguration") and isinstance(role, str):
-            accesses.append(Access("iam:PassRole", role))
+        if op in ("CreateFunction", "UpdateFunctionConfiguration"):
+            role = params.get("Role")
+            if isinstance(role, str):
+                accesses.append(Access("iam:PassRole", role))
+            # Using a layer version needs the right to read it, as on AWS.
+            layers = params.get("Layers")
+            for layer in layers if isinstance(layers, list) else ():
+                if isinstance(layer, str):
+                    accesses.append(Access("lambda:GetLayerVersion", layer))
         return accesses
     if isinstance(params.get("Resource"), str):  # tags: the function ARN itself
         return [Access(action, params["Resource"])]
