@@ -9,20 +9,24 @@ write its logs (AWS's AWSLambdaBasicExecutionRole) — a quick start needs no IA
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from lamina.api.actions import Access
 from lamina.api.guard import Guard
 from lamina.api.iam_api import IamHandlers
 from lamina.api.keys import AccessKeys
 from lamina.api.query import QueryModel, QueryService
 from lamina.api.sts_api import StsHandlers
+from lamina.control import arns
 from lamina.control.arns import FunctionRef
 from lamina.control.functions import Functions
+from lamina.control.model import LATEST
 from lamina.control.permissions import Permissions
 from lamina.errors import InvalidParameterValue
 from lamina.iam.authorizer import Authorizer
-from lamina.iam.credentials import Credentials
+from lamina.iam.credentials import Credentials, session_arn
 from lamina.iam.directory import Directory, parse_trust_policy
 from lamina.iam.policy import Policy
 from lamina.settings import Settings
@@ -50,6 +54,9 @@ class IdentityPlatform:
     guard: Guard
     access_keys: AccessKeys
     query_services: dict[str, QueryService]
+    # For the async poller: may the function that produced a record (qualified ARN) invoke
+    # the destination? Raises InvalidParameterValue when its role may not.
+    authorize_delivery: Callable[[str, str], None]
 
 
 def build_identity(
@@ -82,12 +89,31 @@ def build_identity(
         clock=lambda: datetime.now(timezone.utc),
     )
     guard = Guard(authorizer, settings.region, account, functions.ref, directory.entity_arn)
+
+    def delivery_check(role_arn: str, source: str, destination_arn: str) -> None:
+        """Destinations and dead-letter functions are invoked as the source's execution role."""
+        ref = functions.ref(destination_arn)
+        qualifier = None if ref.qualifier == LATEST else ref.qualifier
+        resource = arns.function_arn(settings.region, account, ref.name, qualifier)
+        access = Access("lambda:InvokeFunction", resource, FunctionRef(ref.name, qualifier))
+        if authorizer.check(session_arn(role_arn, source), [access]) is not None:
+            raise InvalidParameterValue(
+                f"The function execution role does not have permissions to call InvokeFunction on {destination_arn}"
+            )
+
+    functions.delivery_check = delivery_check
+
+    def authorize_delivery(source_arn: str, destination_arn: str) -> None:
+        ref = functions.ref(source_arn)
+        delivery_check(functions.resolve(ref.name, ref.qualifier).version.role, ref.name, destination_arn)
+
     access_keys = AccessKeys(store, exclude=presign_key_id, sessions=credentials.live)
     query_services = {
         "iam": QueryService(QueryModel.load("iam", "2010-05-08"), IamHandlers(directory).handlers()),
         "sts": QueryService(QueryModel.load("sts", "2011-06-15"), StsHandlers(directory, credentials).handlers()),
     }
     return IdentityPlatform(
-        directory, credentials, permissions, authorizer, guard, access_keys, query_services
+        directory, credentials, permissions, authorizer, guard, access_keys, query_services,
+        authorize_delivery,
     )
 

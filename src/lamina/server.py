@@ -51,16 +51,14 @@ from lamina.telemetry.otlp import OtlpExporter, endpoint_from_env
 from lamina.telemetry.traces import TraceRecorder
 from lamina.worker.code import CodeCache
 from lamina.worker.pool import Pool
-from lamina.worker.relay import RelayTarget
+from lamina.worker.relay import RelayedPeers, RelayTarget
 from lamina.worker.runtimes import Runtimes
 from lamina.worker.scratch import Scratch
 from lamina.worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
-INVOKE_ASYNC_LIMIT = 262_144
-# Relayed calls from functions come from this loopback address (see App.sandbox_sources).
-RELAY_SOURCE = "127.0.0.2"  # the deprecated InvokeAsync keeps its historical 256 KB limit
+INVOKE_ASYNC_LIMIT = 262_144  # the deprecated InvokeAsync keeps its historical 256 KB limit
 
 
 def _now() -> datetime:
@@ -141,11 +139,12 @@ async def build(settings: Settings) -> Platform:
         ArchiveLimits.from_settings(settings.limits),
     )
     pool = Pool(idle_timeout=settings.env_idle_seconds, max_lifetime=settings.env_max_lifetime_seconds)
+    relayed = RelayedPeers()  # the API refuses platform routes to these (calls from functions)
     worker = Worker(
         region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool,
         envs_dir=scratch.envs, standby_stock=settings.standby_per_runtime,
         layers_for=layers.for_function,
-        credentials=identity.credentials, api_target=_relay_target(settings),
+        credentials=identity.credentials, api_target=_relay_target(settings, relayed),
     )
     concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
     for name, value in functions.reservations().items():
@@ -164,7 +163,7 @@ async def build(settings: Settings) -> Platform:
         functions, worker, concurrency, async_payload_limit=settings.limits.async_payload_max_bytes,
         metrics=metrics, tracer=tracer,
     )
-    asynchronous = await open_async(settings, functions, invoke_service)
+    asynchronous = await open_async(settings, functions, invoke_service, identity.authorize_delivery)
     asynchronous.invoker.metrics = metrics
 
     skew = timedelta(seconds=settings.clock_skew_seconds)
@@ -204,7 +203,7 @@ async def build(settings: Settings) -> Platform:
                   LogsHandlers(logs, region=settings.region, account_id=settings.account_id).handlers())},
               observability=Observability(metrics.exposition, history.page, frozenset({account_root}), tracer),
               query_services=identity.query_services, guard=identity.guard,
-              sandbox_sources=frozenset({RELAY_SOURCE}))
+              sandbox_peers=relayed)
     platform = Platform(
         settings, keys, store, functions, app, admin, worker, logs, scratch, driver, asynchronous,
         history=history, metrics=metrics, otlp=otlp, identity=identity,
@@ -213,19 +212,18 @@ async def build(settings: Settings) -> Platform:
     return platform
 
 
-def _relay_target(settings: Settings) -> RelayTarget:
+def _relay_target(settings: Settings, peers: RelayedPeers) -> RelayTarget:
     """Where environments' relays (AWS_ENDPOINT_URL inside the sandbox) reach this server: over
     loopback, verifying the server's own certificate when it serves TLS."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "localhost") else settings.host
     if host == "::":
         host = "::1"
-    source = RELAY_SOURCE if host == "127.0.0.1" else None
     if settings.tls_cert is None:
-        return RelayTarget(host, settings.port, source=source)
+        return RelayTarget(host, settings.port, peers=peers)
     context = ssl.create_default_context(cafile=str(settings.tls_cert))
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the certificate itself is the anchor
     context.check_hostname = False  # pinned to our own certificate; the name is the host's
-    return RelayTarget(host, settings.port, context, source=source)
+    return RelayTarget(host, settings.port, context, peers=peers)
 
 
 class _Server(uvicorn.Server):
@@ -256,6 +254,9 @@ async def serve(settings: Settings) -> None:
         timeout_keep_alive=75,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        # Lamina is not behind a proxy it trusts: X-Forwarded-For/-Proto must not change the
+        # client address or scheme (aws:SourceIp, aws:SecureTransport, relay detection).
+        proxy_headers=False,
     )
     server = _Server(config)
     background = [

@@ -85,3 +85,14 @@ def test_iam_and_sts_resources() -> None:
     policy = f"arn:aws:iam::{ACCOUNT}:policy/team/p"
     assert iam_access("GetPolicy", {"PolicyArn": policy}, ACCOUNT, caller) == [Access("iam:GetPolicy", policy)]
     assert iam_access("CreatePolicy", {"PolicyName": "p", "Path": "/team/"}, ACCOUNT, caller)[0].resource == policy
+
+
+def test_attaching_a_policy_is_authorized_on_the_user_or_role() -> None:
+    caller = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    admin_policy = "arn:aws:iam::aws:policy/AdministratorAccess"
+    assert iam_access("AttachUserPolicy", {"UserName": "alice", "PolicyArn": admin_policy}, ACCOUNT, caller) == [
+        Access("iam:AttachUserPolicy", caller)
+    ]
+    assert iam_access("DetachRolePolicy", {"RoleName": "r", "PolicyArn": admin_policy}, ACCOUNT, caller) == [
+        Access("iam:DetachRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/r")
+    ]

@@ -43,6 +43,7 @@ from test_compat_support import (
     function_arn,
     make_zip,
     stop_server,
+    invoker_role,
 )
 
 from lamina.invoke.queue import StoredEvent, events_db_path, read_events
@@ -121,7 +122,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(
     data_dir = tmp_path / "data"
     server = server_factory(data_dir, ENV)
     lam = client_for(server)
-    functions = Functions(lam)
+    functions = Functions(lam, role=invoker_role(server))
     functions.create(SINK, code=make_zip({"index.py": ECHO}))
     functions.create(SOURCE, code=make_zip({"index.py": ECHO}))
     lam.put_function_concurrency(FunctionName=SINK, ReservedConcurrentExecutions=0)

@@ -35,6 +35,7 @@ from test_compat_support import (
     stop_server,
     unique_name,
     wait_updated,
+    invoker_role,
 )
 
 pytestmark = pytest.mark.root  # real sandboxes run every event
@@ -88,8 +89,8 @@ def lam(fast: Server) -> Any:
 
 
 @pytest.fixture
-def functions(lam: Any) -> Iterator[Functions]:
-    helper = Functions(lam)
+def functions(lam: Any, fast: Server) -> Iterator[Functions]:
+    helper = Functions(lam, role=invoker_role(fast))
     yield helper
     helper.cleanup()
 
@@ -344,7 +345,7 @@ def test_queued_events_of_a_deleted_function_are_dead_lettered(
 def test_a_retry_past_the_maximum_age_ends_with_event_age_exceeded(
         slow: Server, fn_name: str) -> None:
     lam = client_for(slow)
-    helper = Functions(lam)
+    helper = Functions(lam, role=invoker_role(slow))
     sink = unique_name("aged")
     try:
         helper.create(sink, code=make_zip({"index.py": RECORDER}))
@@ -364,7 +365,7 @@ def test_a_retry_past_the_maximum_age_ends_with_event_age_exceeded(
 
 def test_a_throttled_event_ages_out_without_running(slow: Server, fn_name: str) -> None:
     lam = client_for(slow)
-    helper = Functions(lam)
+    helper = Functions(lam, role=invoker_role(slow))
     sink = unique_name("throttled-aged")
     try:
         helper.create(sink, code=make_zip({"index.py": RECORDER}))

@@ -13,6 +13,7 @@ import datetime
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from test_compat_support import (
     function_arn,
     make_zip,
     unique_name,
+    invoker_role,
 )
 
 ASYNC_LIMIT = 1_048_576
@@ -35,6 +37,14 @@ RUN_TIMEOUT_S = 30.0
 
 FAILING_CODE = "def handler(event, context):\n    raise RuntimeError('boom ' + context.aws_request_id)\n"
 PRINTING_CODE = "import json\ndef handler(event, context):\n    print('EVENT ' + json.dumps(event))\n    return {'seen': event}\n"
+
+
+@pytest.fixture
+def functions(lam: Any, server: Server) -> Iterator[Functions]:
+    """Functions running as a role that may invoke other functions (their destinations)."""
+    helper = Functions(lam, role=invoker_role(server))
+    yield helper
+    helper.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +283,28 @@ def test_failure_without_retries_goes_to_the_on_failure_function(
     assert record["requestContext"]["approximateInvokeCount"] == 1
     assert record["responseContext"]["functionError"] == "Unhandled"
     assert len(wait_for_log(server, fn_name, f"START RequestId: {request_id}")) == 1
+
+
+def test_destinations_run_as_the_functions_execution_role(
+        configs: Any, functions: Functions, lam: Any, fn_name: str) -> None:
+    """Records and dead-lettered events are delivered with the source's role, so it must be
+    allowed lambda:InvokeFunction on the destination (the default role is not)."""
+    target = unique_name("dest")
+    functions.create(target)
+    plain = Functions(lam)  # the default role: logs only
+    try:
+        plain.create(fn_name)
+        destination = function_arn(target)
+        message = f"The function execution role does not have permissions to call InvokeFunction on {destination}"
+        with pytest.raises(ClientError) as exc:
+            configs.put_function_event_invoke_config(
+                FunctionName=fn_name, DestinationConfig={"OnSuccess": {"Destination": destination}})
+        assert error_of(exc) == ("InvalidParameterValueException", 400, message)
+        with pytest.raises(ClientError) as exc:
+            lam.update_function_configuration(FunctionName=fn_name, DeadLetterConfig={"TargetArn": destination})
+        assert error_of(exc) == ("InvalidParameterValueException", 400, message)
+        assert "DeadLetterConfig" not in lam.get_function_configuration(FunctionName=fn_name)
+        with pytest.raises(ClientError):
+            configs.get_function_event_invoke_config(FunctionName=fn_name)
+    finally:
+        plain.cleanup()

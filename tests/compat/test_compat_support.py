@@ -218,14 +218,15 @@ def wait_updated(lam: Any, name: str) -> None:
 class Functions:
     """Creates functions with sane defaults and deletes whatever it created at teardown."""
 
-    def __init__(self, lam: Any) -> None:
+    def __init__(self, lam: Any, role: str = ROLE) -> None:
         self.lam = lam
+        self.role = role
         self.created: list[str] = []
 
     def create(self, name: str, *, code: bytes | None = None, wait: bool = True,
                **params: Any) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "FunctionName": name, "Runtime": RUNTIME, "Role": ROLE, "Handler": HANDLER,
+            "FunctionName": name, "Runtime": RUNTIME, "Role": self.role, "Handler": HANDLER,
             "Code": {"ZipFile": code if code is not None else make_zip()},
         }
         request.update(params)
@@ -249,3 +250,22 @@ def unique_name(hint: str) -> str:
     """A function name unique across runs and tests, within Lambda's 64-character limit."""
     base = re.sub(r"[^a-zA-Z0-9-]", "-", hint)[:40].strip("-")
     return f"{base}-{uuid.uuid4().hex[:10]}"
+
+
+INVOKER_ROLE = "lamina-compat-invoker"
+
+
+def invoker_role(server: Server) -> str:
+    """A role Lambda may assume that may invoke any function: asynchronous destinations and
+    dead-letter functions are invoked as the source function's role, as on AWS."""
+    iam = aws_client(server, "iam")
+    try:
+        iam.create_role(RoleName=INVOKER_ROLE,
+                        AssumeRolePolicyDocument=trust_policy({"Service": "lambda.amazonaws.com"}))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+            raise
+    iam.put_role_policy(RoleName=INVOKER_ROLE, PolicyName="invoke",
+                        PolicyDocument=allow_policy("lambda:InvokeFunction"))
+    return f"arn:aws:iam::{ACCOUNT}:role/{INVOKER_ROLE}"
+

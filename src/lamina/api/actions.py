@@ -99,14 +99,16 @@ def iam_access(op: str, params: Mapping[str, Any], account: str, caller: str) ->
     """IAM: the role or user the call names (the caller's own user when it names none)."""
     base = f"arn:aws:iam::{account}:"
     action = "iam:" + op
+    # A call that names a role or user is authorized on it, even when it also names a policy
+    # (Attach/DetachRolePolicy, ...UserPolicy: the policy is the iam:PolicyARN condition key).
     if isinstance(params.get("RoleName"), str):
         return [Access(action, f"{base}role/{params['RoleName']}")]
+    if isinstance(params.get("UserName"), str):
+        return [Access(action, f"{base}user/{params['UserName']}")]
     if isinstance(params.get("PolicyArn"), str):  # managed policies and their versions
         return [Access(action, params["PolicyArn"])]
     if op == "CreatePolicy" and isinstance(params.get("PolicyName"), str):
         return [Access(action, f"{base}policy{params.get('Path') or '/'}{params['PolicyName']}")]
-    if isinstance(params.get("UserName"), str):
-        return [Access(action, f"{base}user/{params['UserName']}")]
     if op == "ListRoles":
         return [Access(action, f"{base}role{params.get('PathPrefix') or '/'}")]
     if op == "ListUsers":

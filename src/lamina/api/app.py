@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,11 +109,11 @@ class App:
         observability: Observability | None = None,
         query_services: Mapping[str, QueryService] | None = None,
         guard: Guard | None = None,
-        sandbox_sources: frozenset[str] = frozenset(),
+        sandbox_peers: Container[tuple[str, int]] = frozenset(),
     ) -> None:
         self.guard = guard
         # Client addresses of calls relayed from inside sandboxes (see InternalRoutes).
-        self.sandbox_sources = sandbox_sources
+        self.sandbox_peers = sandbox_peers
         self.query_services = dict(query_services or {})
         self.observability = observability
         self.json_services = dict(json_services or {})
@@ -124,7 +124,7 @@ class App:
         self.ready = ready
         self.status = status
         self.internal = InternalRoutes(
-            verifier, region, code_download, ready, status, observability, sandbox_sources,
+            verifier, region, code_download, ready, status, observability, sandbox_peers,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

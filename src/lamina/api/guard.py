@@ -43,6 +43,8 @@ class Guard:
         elif service == "logs":
             needed = actions.logs_access(operation, params, self.region, self.account)
         elif service == "iam":
+            if isinstance(params.get("PolicyArn"), str):
+                context = {**(context or {}), "iam:PolicyARN": params["PolicyArn"]}
             needed = [
                 dataclasses.replace(a, resource=self.entity_arn(a.resource))
                 for a in actions.iam_access(operation, params, self.account, principal)

@@ -11,7 +11,7 @@ downloads, whatever credentials they hold.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,9 @@ class InternalRoutes:
     ready: Callable[[], bool]
     status: Callable[[], dict[str, Any]]
     observability: Observability | None
-    # Client addresses of calls relayed from inside sandboxes: the platform's own routes
-    # (metrics, history, traces) are not theirs to read, whatever credentials they hold.
-    sandbox_sources: frozenset[str]
+    # Client (host, port) pairs of calls relayed from inside sandboxes: the platform's own
+    # routes (metrics, history, traces) are not theirs to read, whatever credentials they hold.
+    sandbox_peers: Container[tuple[str, int]]
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         path: str = scope["path"]
@@ -66,7 +66,7 @@ class InternalRoutes:
             return
         if self.observability is not None and scope["method"] == "GET":
             client = scope.get("client")
-            if client and client[0] in self.sandbox_sources:
+            if client and (client[0], client[1]) in self.sandbox_peers:
                 raise AccessDenied("Lamina's platform routes cannot be reached from inside a function.")
             if path == "/_lamina/metrics":
                 body = await self.observability.metrics()

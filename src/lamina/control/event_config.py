@@ -73,7 +73,7 @@ class EventInvokeConfigs:
         if max_retries is None and max_age is None and destination_config is None:
             raise InvalidParameterValue(NOTHING_TO_SET)
         name, q = self._target(function_name, qualifier)
-        on_success, on_failure = self._destinations(name, destination_config, None, None)
+        on_success, on_failure = self._destinations(name, q, destination_config, None, None)
         with self.store.transaction() as tx:
             self._require_qualifier(tx, name, q)
             before = tx.get_event_invoke_config(name, q)
@@ -98,7 +98,7 @@ class EventInvokeConfigs:
             if current is None:
                 raise ResourceNotFound(self._no_config(name, q))
         on_success, on_failure = self._destinations(
-            name, destination_config, current.on_success, current.on_failure
+            name, q, destination_config, current.on_success, current.on_failure
         )
         config = self._config(
             name, q,
@@ -209,7 +209,8 @@ class EventInvokeConfigs:
         )
 
     def _destinations(
-        self, name: str, config: DestinationConfig | None, on_success: str | None, on_failure: str | None
+        self, name: str, qualifier: str, config: DestinationConfig | None,
+        on_success: str | None, on_failure: str | None,
     ) -> tuple[str | None, str | None]:
         """The (OnSuccess, OnFailure) ARNs after applying a request's DestinationConfig."""
         if config is None:
@@ -226,6 +227,11 @@ class EventInvokeConfigs:
                 f"The provided destination config DestinationConfig(onSuccess={success}, "
                 f"onFailure={failure}) is invalid."
             )
+        check = self.functions.delivery_check
+        if check is not None:
+            role = self.functions.resolve(name, qualifier).version.role
+            for arn in {on_success, on_failure} - {None}:
+                check(role, name, str(arn))
         return on_success, on_failure
 
     def _deliverable(self, name: str, arn: str) -> bool:
@@ -260,7 +266,9 @@ def _function_target(functions: Functions, arn: str) -> str | None:
     return match["name"]
 
 
-def check_dead_letter_target(functions: Functions, name: str, target: str | None) -> None:
+def check_dead_letter_target(
+    functions: Functions, name: str, target: str | None, role: str | None = None
+) -> None:
     """DeadLetterConfig.TargetArn of CreateFunction/UpdateFunctionConfiguration.
 
     AWS takes an SQS queue or SNS topic; Lamina has neither, so it refuses those with a message
@@ -284,4 +292,7 @@ def check_dead_letter_target(functions: Functions, name: str, target: str | None
         raise InvalidParameterValue(f"Invalid dead letter queue ARN: function not found: {target}")
     if found == name:
         raise InvalidParameterValue("Invalid dead letter queue ARN: a function cannot be its own dead-letter target.")
+    if functions.delivery_check is not None:
+        # The role the function will run with: the request's, else the current one.
+        functions.delivery_check(role or functions.resolve(name).version.role, name, target)
 

@@ -114,6 +114,10 @@ class Functions:
         # Set by the server assembly: raises when Lambda may not assume the role (it does not
         # exist or does not trust lambda.amazonaws.com). Unset, roles are only checked by form.
         self.role_check: Callable[[str], None] | None = None
+        # Set by the server assembly: raises when a function running as role ``role`` (named
+        # second) may not invoke the destination (third) — destinations and dead-letter
+        # targets are invoked with the source function's execution role, as on AWS.
+        self.delivery_check: Callable[[str, str, str], None] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -223,7 +227,7 @@ class Functions:
         if change.handler is None:
             raise InvalidParameterValue("Handler is required for .zip file deployment packages.")
         self._check_config(change)
-        check_dead_letter_target(self, ref.name, change.dead_letter_target)
+        check_dead_letter_target(self, ref.name, change.dead_letter_target, change.role)
         summary = self.check_zip(code)
         layer_fields = self._layer_fields(change.layers, summary.unzipped_bytes)
         arn = self.arn(ref.name)
@@ -414,7 +418,7 @@ class Functions:
         if ref.qualifier is not None:
             raise InvalidParameterValue("Qualifier is not supported by UpdateFunctionConfiguration.")
         self._check_config(change)
-        check_dead_letter_target(self, ref.name, change.dead_letter_target)
+        check_dead_letter_target(self, ref.name, change.dead_letter_target, change.role)
         layer_fields: dict[str, Any] = {}
         if change.layers is not None:
             with self.store.transaction() as tx:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lamina.control.event_config import EventInvokeConfigs
 from lamina.control.functions import Functions
-from lamina.invoke.destinations import DestinationRouter, FunctionDestination
+from lamina.invoke.destinations import AuthorizeDelivery, DestinationRouter, FunctionDestination
 from lamina.invoke.events import QueuedEvent
 from lamina.invoke.poller import AsyncInvoker, PollerSettings
 from lamina.invoke.queue import SqliteEventQueue, events_db_path
@@ -41,10 +41,12 @@ class AsyncInvocations:
 
 
 async def open_async(
-    settings: Settings, functions: Functions, invoke_service: InvokeService
+    settings: Settings, functions: Functions, invoke_service: InvokeService,
+    authorize_delivery: AuthorizeDelivery | None = None,
 ) -> AsyncInvocations:
     """Opens the queue (recovering leases a crash left open) and wires the poller to the
-    invoke service; ``invoke_service`` gets the enqueue path for Event invokes."""
+    invoke service; ``invoke_service`` gets the enqueue path for Event invokes. Records go to
+    destination functions only if ``authorize_delivery`` lets the source's role invoke them."""
     queue = await SqliteEventQueue.open(events_db_path(settings.data_dir))
     configs = EventInvokeConfigs(functions)
 
@@ -85,7 +87,7 @@ async def open_async(
         queue,
         run_event,
         configs.config_for,
-        DestinationRouter({"lambda": FunctionDestination(to_function)}),
+        DestinationRouter({"lambda": FunctionDestination(to_function, authorize_delivery)}),
         lambda name, qualifier: functions.arn(name, qualifier or "$LATEST"),
         settings=PollerSettings(delays=delays),
     )

@@ -36,13 +36,21 @@ class UnsupportedDestination(InternalError):
     """No destination implementation handles this ARN's service (yet)."""
 
 
+# Raises (a LaminaError) when the function that produced a record (its qualified ARN, first)
+# may not invoke the destination (second): delivery runs as the source's execution role.
+AuthorizeDelivery = Callable[[str, str], None]
+
+
 class FunctionDestination:
     """A Lamina function as a destination: the record becomes that function's Event payload."""
 
-    def __init__(self, enqueue: EnqueueEvent) -> None:
+    def __init__(self, enqueue: EnqueueEvent, authorize: AuthorizeDelivery | None = None) -> None:
         self._enqueue = enqueue
+        self._authorize = authorize
 
     async def send(self, record: dict[str, Any], destination_arn: str) -> None:
+        if self._authorize is not None:
+            self._authorize(record["requestContext"]["functionArn"], destination_arn)
         await self._enqueue(destination_arn, json.dumps(record, separators=(",", ":")).encode())
 
 

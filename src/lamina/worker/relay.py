@@ -20,7 +20,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,30 @@ RELAY_PORT = 9002
 RELAY_ENDPOINT = f"http://127.0.0.1:{RELAY_PORT}"
 MAX_CONNECTIONS = 32
 CHUNK = 65536
+
+
+class RelayedPeers:
+    """The local addresses ``(host, port)`` of the relays' connections to the API right now.
+
+    The API asks it whether a request arrived through a relay, i.e. from inside a sandbox, and
+    then keeps the platform's own routes (metrics, history, traces) from it. An address is
+    added before the first relayed byte is written and removed when the connection ends, so
+    the answer holds for IPv4, IPv6 and any host the API listens on."""
+
+    def __init__(self) -> None:
+        self._peers: set[tuple[str, int]] = set()
+
+    def add(self, peer: tuple[str, int]) -> None:
+        self._peers.add(peer)
+
+    def discard(self, peer: tuple[str, int]) -> None:
+        self._peers.discard(peer)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._peers
+
+    def __len__(self) -> int:
+        return len(self._peers)
 
 
 @dataclass(frozen=True)
@@ -38,9 +62,8 @@ class RelayTarget:
     port: int
     ssl: ssl.SSLContext | None = None  # None: plain TCP (the API listens on loopback)
     server_hostname: str | None = None  # the name checked against the API's certificate
-    # Local address relayed connections come from, so the API can tell a function's calls from
-    # the host's (it keeps platform routes such as /_lamina/metrics from functions).
-    source: str | None = None
+    # Where the relays register their upstream connections' addresses for the API to check.
+    peers: RelayedPeers | None = field(default=None, compare=False)
 
 
 class Relay:
@@ -75,11 +98,19 @@ class Relay:
             writer.close()
             return
         self._tasks.add(task)
+        peer: tuple[str, int] | None = None
+        peers = self.target.peers
         try:
             upstream = await self._connect()
             if upstream is not None:
+                if peers is not None:
+                    sockname = upstream[1].get_extra_info("sockname")
+                    peer = (str(sockname[0]), int(sockname[1]))
+                    peers.add(peer)
                 await self._pipe(reader, writer, *upstream)
         finally:
+            if peers is not None and peer is not None:
+                peers.discard(peer)
             self._tasks.discard(task)
             writer.close()
 
@@ -89,7 +120,6 @@ class Relay:
             return await asyncio.wait_for(
                 asyncio.open_connection(
                     t.host, t.port, ssl=t.ssl, server_hostname=t.server_hostname if t.ssl else None,
-                    local_addr=(t.source, 0) if t.source else None,
                 ),
                 self.connect_timeout,
             )
