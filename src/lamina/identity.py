@@ -69,6 +69,7 @@ def build_identity(
     directory.ensure_default_role(DEFAULT_ROLE, LAMBDA_SERVICE, "lamina-basic-execution", BASIC_EXECUTION_POLICY)
     credentials = Credentials(store, account)
     credentials.sweep()  # expired AssumeRole sessions of earlier runs
+    directory.on_role_deleted.append(credentials.revoke_sessions)
     permissions = Permissions(functions)
 
     def role_check(role_arn: str) -> None:

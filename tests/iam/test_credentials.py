@@ -121,3 +121,16 @@ def test_deleting_a_role_deletes_its_stored_sessions(store: SqliteMetadataStore)
     with store.transaction() as tx:
         assert tx.get_access_key(gone.access_key_id) is None
         assert tx.get_access_key(kept.access_key_id) == kept
+
+
+def test_deleting_a_role_revokes_its_environment_sessions(store: SqliteMetadataStore) -> None:
+    directory = Directory(store, ACCT, Clock())
+    creds = Credentials(store, ACCT, Clock())
+    directory.on_role_deleted.append(creds.revoke_sessions)
+    role = directory.create_role("worker", TRUST)
+    other = directory.create_role("worker2", TRUST)
+    gone = creds.issue(role.arn, "fn")
+    kept = creds.issue(other.arn, "fn")
+    directory.delete_role("Worker")
+    assert creds.live(gone.access_key_id) is None
+    assert creds.live(kept.access_key_id) is not None

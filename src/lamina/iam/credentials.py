@@ -103,6 +103,14 @@ class Credentials:
                 expiry = iso(self.clock() + self.lifetime)
                 self._live[access_key_id] = dataclasses.replace(key, expires=expiry)
 
+    def revoke_sessions(self, principal_prefix: str) -> None:
+        """Revokes every environment key whose principal starts with the prefix (any case):
+        the role they were issued for is gone."""
+        prefix = principal_prefix.lower()
+        with self._lock:
+            for key_id in [k for k, v in self._live.items() if v.principal_arn.lower().startswith(prefix)]:
+                del self._live[key_id]
+
     def revoke(self, access_key_id: str) -> None:
         with self._lock:
             self._live.pop(access_key_id, None)

@@ -116,3 +116,5 @@ class AccountScope:
         self.account = account
         self.clock = clock
         self.root_arn = f"arn:aws:iam::{account}:root"
+        # Called with "arn:aws:sts::ACCOUNT:assumed-role/NAME/" after a role is deleted.
+        self.on_role_deleted: list[Callable[[str], None]] = []

@@ -70,7 +70,10 @@ class Roles(AccountScope):
             tx.delete_role(name)
             # Its AssumeRole sessions die with it: a role re-created under the same name is
             # another role (AWS tells them apart by RoleId) and must not inherit them.
-            tx.delete_keys_with_principal_prefix(f"arn:aws:sts::{self.account}:assumed-role/{role.name}/")
+            prefix = f"arn:aws:sts::{self.account}:assumed-role/{role.name}/"
+            tx.delete_keys_with_principal_prefix(prefix)
+        for forget in self.on_role_deleted:  # sessions kept outside the store (environments)
+            forget(prefix)
 
     def update_assume_role_policy(self, name: str, document: str) -> None:
         parse_trust_policy(document)
