@@ -195,3 +195,35 @@ def test_entity_arn_adds_the_path(directory: Directory) -> None:
     for unchanged in (f"{base}role/missing", f"{base}role/", "*", f"{base}policy/p",
                       "arn:aws:iam::999999999999:role/Deployer"):
         assert directory.entity_arn(unchanged) == unchanged
+
+
+def _padded(size: int) -> str:
+    """An identity policy of exactly ``size`` bytes without white space."""
+    base = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "", "Effect": "Allow", "Action": "lambda:GetFunction", "Resource": "*"}]}
+    pad = size - len(json.dumps(base, separators=(",", ":")))
+    base["Statement"][0]["Sid"] = "x" * pad  # type: ignore[index]
+    return json.dumps(base, indent=4)  # white space does not count
+
+
+def test_policy_size_quotas(directory: Directory) -> None:
+    directory.create_role("big", TRUST_LAMBDA)
+    directory.put_role_policy("big", "a", _padded(6000))
+    directory.put_role_policy("big", "a", _padded(6000))  # replacing itself does not add up
+    directory.put_role_policy("big", "b", _padded(4240))  # 10,240 in all: at the quota
+    with pytest.raises(IamError) as exc:
+        directory.put_role_policy("big", "c", _padded(100))
+    assert _error(exc) == ("LimitExceeded", "Maximum policy size of 10240 bytes exceeded for role big", 409)
+    assert directory.list_role_policies("big") == ["a", "b"]
+
+    directory.create_user("u")
+    directory.put_user_policy("u", "a", _padded(2048))
+    with pytest.raises(IamError) as exc:
+        directory.put_user_policy("u", "b", _padded(50))
+    assert _error(exc) == ("LimitExceeded", "Maximum policy size of 2048 bytes exceeded for user u", 409)
+
+    trust = json.loads(TRUST_LAMBDA)
+    trust["Statement"][0]["Sid"] = "t" * 2048
+    with pytest.raises(IamError) as exc:
+        directory.create_role("too-trusting", json.dumps(trust))
+    assert _error(exc) == ("LimitExceeded", "Cannot exceed quota for ACLSizePerRole: 2048", 409)

@@ -228,3 +228,15 @@ def test_role_and_user_tags(directory: Directory, store: SqliteMetadataStore) ->
     with pytest.raises(IamError) as exc:
         tagging.user_tags("bob")
     assert _error(exc) == ("NoSuchEntity", "The user with name bob cannot be found.", 404)
+
+
+def test_a_managed_policy_version_is_at_most_6144_bytes(policies: ManagedPolicies) -> None:
+    statement = {"Effect": "Allow", "Action": "lambda:GetFunction", "Resource": "arn:aws:lambda:*"}
+    big = json.dumps({"Version": "2012-10-17", "Statement": [statement] * 90})  # ~6.5 KB
+    with pytest.raises(IamError) as exc:
+        policies.create_policy("big", big)
+    assert (exc.value.code, str(exc.value), exc.value.status) == (
+        "LimitExceeded", "Cannot exceed quota for PolicySize: 6144", 409)
+    created = policies.create_policy("small", allow("lambda:GetFunction"))
+    with pytest.raises(IamError):
+        policies.create_policy_version(created.arn, big)

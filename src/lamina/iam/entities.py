@@ -118,3 +118,21 @@ class AccountScope:
         self.root_arn = f"arn:aws:iam::{account}:root"
         # Called with "arn:aws:sts::ACCOUNT:assumed-role/NAME/" after a role is deleted.
         self.on_role_deleted: list[Callable[[str], None]] = []
+
+
+# IAM's size quotas, counted without white space as AWS counts them.
+ROLE_INLINE_POLICY_QUOTA = 10_240  # all of a role's inline policies together
+USER_INLINE_POLICY_QUOTA = 2_048  # all of a user's inline policies together
+MANAGED_POLICY_QUOTA = 6_144  # one managed policy version
+TRUST_POLICY_QUOTA = 2_048  # a role's trust policy (AWS's ACLSizePerRole)
+
+
+def policy_size(document: str) -> int:
+    """A (checked) policy document's size as IAM's quotas count it: without white space."""
+    return len(json.dumps(json.loads(document), separators=(",", ":"), ensure_ascii=False))
+
+
+def check_quota(size: int, quota: int, message: str) -> None:
+    if size > quota:
+        raise IamError("LimitExceeded", message, 409)
+

@@ -18,6 +18,7 @@ from typing import Literal
 from lamina.errors import IamError
 from lamina.iam.aws_managed import AWS_MANAGED, aws_managed
 from lamina.iam.directory import check_policy, iso, no_role, no_user, unique_id, utc_now
+from lamina.iam.entities import MANAGED_POLICY_QUOTA, check_quota, policy_size
 from lamina.iam.model import ManagedPolicy, PolicyVersion
 from lamina.store.metadata import MetadataStore, Transaction
 
@@ -58,7 +59,7 @@ class ManagedPolicies:
         description: str = "",
         tags: Mapping[str, str] | None = None,
     ) -> ManagedPolicy:
-        check_policy(document)
+        _check_managed(document)
         now = iso(self.clock())
         arn = f"arn:aws:iam::{self.account}:policy{path}{name}"
         policy = ManagedPolicy(
@@ -126,7 +127,7 @@ class ManagedPolicies:
             return policy, tx.list_policy_versions(arn)[::-1]
 
     def create_policy_version(self, arn: str, document: str, set_as_default: bool = False) -> PolicyVersion:
-        check_policy(document)
+        _check_managed(document)
         now = iso(self.clock())
         with self.store.transaction() as tx:
             policy = self._own(tx, arn)
@@ -225,3 +226,11 @@ class ManagedPolicies:
         if user is None:
             raise no_user(name)
         return user.name
+
+
+def _check_managed(document: str) -> None:
+    check_policy(document)
+    check_quota(
+        policy_size(document), MANAGED_POLICY_QUOTA, f"Cannot exceed quota for PolicySize: {MANAGED_POLICY_QUOTA}"
+    )
+

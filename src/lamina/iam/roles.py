@@ -13,14 +13,18 @@ from collections.abc import Mapping
 
 from lamina.errors import IamError
 from lamina.iam.entities import (
+    ROLE_INLINE_POLICY_QUOTA,
+    TRUST_POLICY_QUOTA,
     AccountScope,
     attached_conflict,
     check_policy,
+    check_quota,
     conflict,
     iso,
     last_segment,
     no_role,
     parse_trust_policy,
+    policy_size,
     unique_id,
 )
 from lamina.iam.model import Role
@@ -41,7 +45,7 @@ class Roles(AccountScope):
         max_session_duration: int = 3600,
         tags: Mapping[str, str] | None = None,
     ) -> Role:
-        parse_trust_policy(trust_policy)
+        _check_trust(trust_policy)
         role = Role(
             name, f"arn:aws:iam::{self.account}:role{path}{name}", unique_id("AROA"), path,
             iso(self.clock()), trust_policy, description, max_session_duration, dict(tags or {}),
@@ -76,7 +80,7 @@ class Roles(AccountScope):
             forget(prefix)
 
     def update_assume_role_policy(self, name: str, document: str) -> None:
-        parse_trust_policy(document)
+        _check_trust(document)
         with self.store.transaction() as tx:
             role = self._role(tx, name)
             tx.put_role(Role.from_doc({**role.to_doc(), "assume_role_policy": document}))
@@ -84,7 +88,16 @@ class Roles(AccountScope):
     def put_role_policy(self, role: str, policy: str, document: str) -> None:
         check_policy(document)
         with self.store.transaction() as tx:
-            tx.put_role_policy(self._role(tx, role).name, policy, document)
+            found = self._role(tx, role)
+            others = [
+                policy_size(d) for n in tx.list_role_policies(found.name)
+                if n.lower() != policy.lower() and (d := tx.get_role_policy(found.name, n)) is not None
+            ]
+            check_quota(
+                sum(others) + policy_size(document), ROLE_INLINE_POLICY_QUOTA,
+                f"Maximum policy size of {ROLE_INLINE_POLICY_QUOTA} bytes exceeded for role {found.name}",
+            )
+            tx.put_role_policy(found.name, policy, document)
 
     def get_role_policy(self, role: str, policy: str) -> tuple[Role, str]:
         with self.store.transaction() as tx:
@@ -144,3 +157,11 @@ class Roles(AccountScope):
         if role is None:
             raise no_role(name)
         return role
+
+
+def _check_trust(document: str) -> None:
+    parse_trust_policy(document)
+    check_quota(
+        policy_size(document), TRUST_POLICY_QUOTA, f"Cannot exceed quota for ACLSizePerRole: {TRUST_POLICY_QUOTA}"
+    )
+

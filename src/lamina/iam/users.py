@@ -15,12 +15,15 @@ from collections.abc import Mapping
 from lamina.control.model import AccessKey
 from lamina.errors import IamError
 from lamina.iam.entities import (
+    USER_INLINE_POLICY_QUOTA,
     AccountScope,
     attached_conflict,
     check_policy,
+    check_quota,
     conflict,
     iso,
     no_user,
+    policy_size,
     unique_id,
 )
 from lamina.iam.keys import new_access_key
@@ -70,7 +73,16 @@ class Users(AccountScope):
     def put_user_policy(self, user: str, policy: str, document: str) -> None:
         check_policy(document)
         with self.store.transaction() as tx:
-            tx.put_user_policy(self._user(tx, user).name, policy, document)
+            found = self._user(tx, user)
+            others = [
+                policy_size(d) for n in tx.list_user_policies(found.name)
+                if n.lower() != policy.lower() and (d := tx.get_user_policy(found.name, n)) is not None
+            ]
+            check_quota(
+                sum(others) + policy_size(document), USER_INLINE_POLICY_QUOTA,
+                f"Maximum policy size of {USER_INLINE_POLICY_QUOTA} bytes exceeded for user {found.name}",
+            )
+            tx.put_user_policy(found.name, policy, document)
 
     def get_user_policy(self, user: str, policy: str) -> tuple[User, str]:
         with self.store.transaction() as tx:
