@@ -44,7 +44,6 @@ from lamina.api.wire import Operation, ServiceModel, header_map, parse_query
 from lamina.errors import (
     ApiError,
     InvalidSignature,
-    LaminaError,
     MissingAuthenticationToken,
     NotImplementedOperation,
     RequestTooLarge,
@@ -139,7 +138,7 @@ class App:
             await self._handle(scope, receive, send, request_id)
         except ApiError as exc:
             await _send_error(send, exc, request_id)
-        except LaminaError:
+        except Exception:  # LaminaError or a bug: never a bare 500 without AWS's shape
             log.exception("request %s failed", request_id)
             await _send_error(send, ServiceError("An internal error occurred."), request_id)
         finally:

@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 
 Shape = dict[str, Any]
 
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # fits a long; longer is no number IAM takes
+_INDEX = re.compile(r"[0-9]{1,9}")  # a list or map position (1-based)
+# No IAM or STS input nests deeper than this; names with more dots cannot name a member, and
+# indexing their prefixes would cost quadratic time on a hostile body.
+_MAX_DEPTH = 12
 
 
 @dataclass
@@ -97,8 +101,8 @@ class QueryModel:
             return action, {}
         children: dict[str, set[str]] = {}
         for key in form:
-            parts = key.split(".")
-            for i, part in enumerate(parts):
+            parts = key.split(".", _MAX_DEPTH)
+            for i, part in enumerate(parts[:_MAX_DEPTH]):
                 children.setdefault(".".join(parts[:i]), set()).add(part)
         reader = _FormReader(self.shapes, form, children)
         return action, reader.structure(self.shapes[op.input_shape], "", "")
@@ -170,7 +174,7 @@ class _FormReader:
             items = ".".join([*key.split(".")[:-1], name]) if name else key
         else:
             items = f"{key}.{member.get('locationName', 'member')}"
-        indices = sorted(int(i) for i in self.children.get(items, ()) if i.isdigit() and int(i) > 0)
+        indices = sorted(int(i) for i in self.children.get(items, ()) if _INDEX.fullmatch(i) and int(i) > 0)
         return [self.read(member, f"{items}.{i}", f"{path}.{i}.member") for i in indices]
 
     def map(self, shape: Shape, key: str, path: str) -> dict[str, Any]:
@@ -178,7 +182,7 @@ class _FormReader:
         key_name = shape["key"].get("locationName", "key")
         value_name = shape["value"].get("locationName", "value")
         out: dict[str, Any] = {}
-        indices = sorted(int(i) for i in self.children.get(entries, ()) if i.isdigit())
+        indices = sorted(int(i) for i in self.children.get(entries, ()) if _INDEX.fullmatch(i))
         for i in indices:
             k = self.form.get(f"{entries}.{i}.{key_name}")
             value_key = f"{entries}.{i}.{value_name}"

@@ -627,6 +627,10 @@ class Functions:
             tx.put_function(changed)
         operation = "DeleteFunctionConcurrency" if value is None else "PutFunctionConcurrency"
         self.history.record(operation, name, function, changed)
+        if value == 0:
+            # Throttled for good: its environments can serve nothing, so they end now, and
+            # their role credentials with them.
+            self._changed(name)
 
     def reservations(self) -> dict[str, int]:
         """Reserved concurrency of every function that has one (loaded at start)."""

@@ -73,7 +73,7 @@ def parse_trust_policy(document: str) -> Policy:
     forbids the Resource element; the parsed statements carry ``*`` in its place."""
     try:
         raw = json.loads(document)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting: malformed too
         raise IamError("MalformedPolicyDocument", "Syntax errors in policy.") from exc
     if isinstance(raw, dict) and isinstance(raw.get("Statement"), (dict, list)):
         statements = raw["Statement"] if isinstance(raw["Statement"], list) else [raw["Statement"]]

@@ -175,7 +175,7 @@ def parse_policy(
     if isinstance(document, str):
         try:
             document = json.loads(document)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting: malformed too
             raise MalformedPolicy(_SYNTAX) from exc
     if not isinstance(document, Mapping) or not set(document) <= {"Version", "Id", "Statement"}:
         raise MalformedPolicy(_SYNTAX)
