@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import botocore.loaders
-import regex
 
 from lamina.api import query_xml
+from lamina.api.patterns import compile_java
 from lamina.errors import ApiError, IamError
 
 if TYPE_CHECKING:
@@ -305,14 +305,9 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(pattern: str) -> regex.Pattern[str]:
-    return regex.compile(pattern, regex.DOTALL)
-
-
 def _fullmatch(pattern: str, value: str) -> bool:
-    """Java-style model patterns (``\\p{L}``, ``\\u0009``) need the ``regex`` module."""
-    return _compiled(pattern).fullmatch(value) is not None
+    """The model's Java pattern, with Java's meaning (see ``api.patterns``)."""
+    return compile_java(pattern).fullmatch(value) is not None
 
 
 def parse_form(body: bytes) -> dict[str, str]:

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import botocore.loaders
-import regex
 
+from lamina.api.patterns import compile_java
 from lamina.errors import InvalidRequestContent, UnknownOperation, ValidationError
 
 Shape = dict[str, Any]
@@ -372,15 +372,9 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-_PATTERNS: dict[str, regex.Pattern[str]] = {}
-
-
 def _fullmatch(pattern: str, value: str) -> bool:
-    """Java-style model patterns (``\\p{L}`` and friends) need the ``regex`` module."""
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = _PATTERNS[pattern] = regex.compile(pattern, regex.DOTALL)
-    return compiled.fullmatch(value) is not None
+    """The model's Java pattern, with Java's meaning (see ``api.patterns``)."""
+    return compile_java(pattern).fullmatch(value) is not None
 
 
 def parse_query(raw: bytes | str) -> dict[str, list[str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
 from lamina.errors import IamError
@@ -135,4 +135,14 @@ def policy_size(document: str) -> int:
 def check_quota(size: int, quota: int, message: str) -> None:
     if size > quota:
         raise IamError("LimitExceeded", message, 409)
+
+
+def check_inline_quota(
+    kind: str, owner: str, current: Mapping[str, str | None], policy: str, document: str, quota: int
+) -> None:
+    """A role's or user's inline policies, ``policy`` put as ``document``, stay within quota."""
+    others = sum(policy_size(d) for n, d in current.items() if d is not None and n.lower() != policy.lower())
+    check_quota(
+        others + policy_size(document), quota, f"Maximum policy size of {quota} bytes exceeded for {kind} {owner}"
+    )
 

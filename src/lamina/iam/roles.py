@@ -17,6 +17,7 @@ from lamina.iam.entities import (
     TRUST_POLICY_QUOTA,
     AccountScope,
     attached_conflict,
+    check_inline_quota,
     check_policy,
     check_quota,
     conflict,
@@ -89,14 +90,8 @@ class Roles(AccountScope):
         check_policy(document)
         with self.store.transaction() as tx:
             found = self._role(tx, role)
-            others = [
-                policy_size(d) for n in tx.list_role_policies(found.name)
-                if n.lower() != policy.lower() and (d := tx.get_role_policy(found.name, n)) is not None
-            ]
-            check_quota(
-                sum(others) + policy_size(document), ROLE_INLINE_POLICY_QUOTA,
-                f"Maximum policy size of {ROLE_INLINE_POLICY_QUOTA} bytes exceeded for role {found.name}",
-            )
+            current = {n: tx.get_role_policy(found.name, n) for n in tx.list_role_policies(found.name)}
+            check_inline_quota("role", found.name, current, policy, document, ROLE_INLINE_POLICY_QUOTA)
             tx.put_role_policy(found.name, policy, document)
 
     def get_role_policy(self, role: str, policy: str) -> tuple[Role, str]:

@@ -18,12 +18,11 @@ from lamina.iam.entities import (
     USER_INLINE_POLICY_QUOTA,
     AccountScope,
     attached_conflict,
+    check_inline_quota,
     check_policy,
-    check_quota,
     conflict,
     iso,
     no_user,
-    policy_size,
     unique_id,
 )
 from lamina.iam.keys import new_access_key
@@ -74,14 +73,8 @@ class Users(AccountScope):
         check_policy(document)
         with self.store.transaction() as tx:
             found = self._user(tx, user)
-            others = [
-                policy_size(d) for n in tx.list_user_policies(found.name)
-                if n.lower() != policy.lower() and (d := tx.get_user_policy(found.name, n)) is not None
-            ]
-            check_quota(
-                sum(others) + policy_size(document), USER_INLINE_POLICY_QUOTA,
-                f"Maximum policy size of {USER_INLINE_POLICY_QUOTA} bytes exceeded for user {found.name}",
-            )
+            current = {n: tx.get_user_policy(found.name, n) for n in tx.list_user_policies(found.name)}
+            check_inline_quota("user", found.name, current, policy, document, USER_INLINE_POLICY_QUOTA)
             tx.put_user_policy(found.name, policy, document)
 
     def get_user_policy(self, user: str, policy: str) -> tuple[User, str]:
