@@ -31,6 +31,7 @@ from lamina.iam.directory import Directory, parse_trust_policy
 from lamina.iam.policy import Policy
 from lamina.settings import Settings
 from lamina.store.metadata import MetadataStore
+from lamina.worker.credentials import IssuedCredentials
 
 DEFAULT_ROLE = "lambda-role"
 LAMBDA_SERVICE = "lambda.amazonaws.com"
@@ -45,6 +46,26 @@ BASIC_EXECUTION_POLICY = json.dumps({
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
 
 
+@dataclass(frozen=True)
+class LambdaRoleIssuer:
+    """Environment credentials (worker.credentials.CredentialIssuer), only for a role Lambda
+    may assume at the time: a role deleted, or no longer trusting Lambda, after the function
+    was configured gets no new credentials — the cold start fails with AWS's text."""
+
+    credentials: Credentials
+    check: Callable[[str], None]
+
+    def issue(self, role_arn: str, session_name: str) -> IssuedCredentials:
+        self.check(role_arn)
+        return self.credentials.issue(role_arn, session_name)
+
+    def refresh(self, access_key_id: str) -> None:
+        self.credentials.refresh(access_key_id)
+
+    def revoke(self, access_key_id: str) -> None:
+        self.credentials.revoke(access_key_id)
+
+
 @dataclass
 class IdentityPlatform:
     directory: Directory
@@ -54,6 +75,7 @@ class IdentityPlatform:
     guard: Guard
     access_keys: AccessKeys
     query_services: dict[str, QueryService]
+    issuer: LambdaRoleIssuer  # environment credentials for the worker
     # For the async poller: may the function that produced a record (qualified ARN) invoke
     # the destination? Raises InvalidParameterValue when its role may not.
     authorize_delivery: Callable[[str, str], None]
@@ -87,7 +109,7 @@ def build_identity(
 
     authorizer = Authorizer(
         store, account, admins, directory.policies_for, function_policy, trust_policy,
-        clock=lambda: datetime.now(timezone.utc),
+        clock=lambda: datetime.now(timezone.utc), session_role=directory.session_role_arn,
     )
     guard = Guard(authorizer, settings.region, account, functions.ref, directory.entity_arn)
 
@@ -115,6 +137,6 @@ def build_identity(
     }
     return IdentityPlatform(
         directory, credentials, permissions, authorizer, guard, access_keys, query_services,
-        authorize_delivery,
+        LambdaRoleIssuer(credentials, role_check), authorize_delivery,
     )
 

@@ -144,7 +144,7 @@ async def build(settings: Settings) -> Platform:
         region=settings.region, driver=driver, runtimes=runtimes, code=code, logs=logs, pool=pool,
         envs_dir=scratch.envs, standby_stock=settings.standby_per_runtime,
         layers_for=layers.for_function,
-        credentials=identity.credentials, api_target=_relay_target(settings, relayed),
+        credentials=identity.issuer, api_target=_relay_target(settings, relayed),
     )
     concurrency = Concurrency(settings.limits.account_concurrency, settings.limits.unreserved_concurrency_min)
     for name, value in functions.reservations().items():

@@ -96,3 +96,22 @@ def test_attaching_a_policy_is_authorized_on_the_user_or_role() -> None:
     assert iam_access("DetachRolePolicy", {"RoleName": "r", "PolicyArn": admin_policy}, ACCOUNT, caller) == [
         Access("iam:DetachRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/r")
     ]
+
+
+def test_creating_a_role_or_user_is_authorized_on_its_arn_with_the_path() -> None:
+    caller = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    assert iam_access("CreateRole", {"RoleName": "x", "Path": "/admin/"}, ACCOUNT, caller)[0].resource == (
+        f"arn:aws:iam::{ACCOUNT}:role/admin/x")
+    assert iam_access("CreateUser", {"UserName": "bob"}, ACCOUNT, caller)[0].resource == (
+        f"arn:aws:iam::{ACCOUNT}:user/bob")
+
+
+def test_paging_moves_forward_whatever_the_order() -> None:
+    from lamina.api.iam_shapes import paginate
+
+    items = ["c", "A", "b"]
+    first, marker = paginate(items, str, {"MaxItems": 2})
+    assert (first, marker) == (["A", "b"], "c")
+    second, end = paginate(items, str, {"MaxItems": 2, "Marker": marker})
+    assert (second, end) == (["c"], None)
+

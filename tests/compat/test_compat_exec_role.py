@@ -198,3 +198,25 @@ def test_platform_routes_are_not_reachable_through_the_relay(lam: Any, functions
     }
     with urllib.request.urlopen(server.endpoint + "/_lamina/metrics", timeout=5) as direct:
         assert direct.status == 200  # the host's scraper still reads them
+
+
+def test_no_new_environment_for_a_role_lambda_can_no_longer_assume(
+        lam: Any, functions: Functions, server: Server) -> None:
+    iam = aws_client(server, "iam")
+    name = f"fickle-{uuid.uuid4().hex[:8]}"
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy(
+        {"Service": "lambda.amazonaws.com"}))["Role"]["Arn"]
+    fn = f"fickle-fn-{uuid.uuid4().hex[:8]}"
+    try:
+        functions.create(fn, code=make_zip({"index.py": TARGET}), Role=role)
+        assert lam.invoke(FunctionName=fn, Payload=b"{}")["StatusCode"] == 200
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust_policy({"Service": "ec2.amazonaws.com"}))
+        lam.update_function_configuration(FunctionName=fn, Description="retire the warm environment")
+        lam.get_waiter("function_updated_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        with pytest.raises(ClientError) as refused:
+            lam.invoke(FunctionName=fn, Payload=b"{}")
+        assert error_of(refused) == (
+            "InvalidParameterValueException", 400, "The role defined for the function cannot be assumed by Lambda.")
+    finally:
+        lam.delete_function(FunctionName=fn)
+        iam.delete_role(RoleName=name)

@@ -10,6 +10,8 @@ account — AWS itself refuses the root user this; Lamina's admin key is its onl
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -259,3 +261,25 @@ def test_duration_seconds_is_bounded_by_the_roles_max_session_duration(
         "ValidationError", 400,
         "1 validation error detected: Value '899' at 'durationSeconds' failed to satisfy "
         "constraint: Member must have value greater than or equal to 900")
+
+
+def test_a_trust_policy_can_require_an_external_id(sts: Any, iam: Iam, name: str) -> None:
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"sts:ExternalId": "s3cr3t"}}}]})
+    role = iam.role(name, trust)
+    assert sts.assume_role(RoleArn=role["Arn"], RoleSessionName="okay", ExternalId="s3cr3t")["Credentials"]
+    for other in ({}, {"ExternalId": "wrong-one"}):
+        with pytest.raises(ClientError) as exc:
+            sts.assume_role(RoleArn=role["Arn"], RoleSessionName="nope", **other)
+        assert error_of(exc)[:2] == ("AccessDenied", 403)
+
+
+def test_session_policies_are_refused_rather_than_ignored(sts: Any, iam: Iam, name: str) -> None:
+    role = iam.role(name, trust_policy({"AWS": ROOT}))
+    narrower = allow_policy("lambda:GetFunction")
+    for extra in ({"Policy": narrower}, {"PolicyArns": [{"arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}]}):
+        with pytest.raises(ClientError) as exc:
+            sts.assume_role(RoleArn=role["Arn"], RoleSessionName="narrow", **extra)
+        assert error_of(exc) == (
+            "ValidationError", 400, "Session policies (Policy, PolicyArns) are not supported by Lamina.")

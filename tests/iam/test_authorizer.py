@@ -131,3 +131,20 @@ def test_allowed_outcomes_are_remembered_only_when_context_cannot_change_them() 
     store.generation += 1
     assert authorizer.check(ALICE, [invoke("f")]) is not None
     assert calls.count(ALICE) == 2
+
+
+def test_sessions_of_a_role_with_a_path_match_policies_naming_its_full_arn() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/service-role/worker"
+    session = f"arn:aws:sts::{ACCOUNT}:assumed-role/worker/fn"
+    grant = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": role}, "Action": "lambda:InvokeFunction",
+        "Resource": f"{FN}:shared"}]})
+
+    def function_policy(ref: FunctionRef) -> Policy | None:
+        return parse_policy(grant, kind="resource")
+
+    without = Authorizer(Store(), ACCOUNT, frozenset(), lambda p: [], function_policy)  # type: ignore[arg-type]
+    assert without.check(session, [invoke("shared")]) is not None  # the session ARN has no path
+    with_roles = Authorizer(Store(), ACCOUNT, frozenset(), lambda p: [], function_policy,  # type: ignore[arg-type]
+                            session_role=lambda p: role if p == session else None)
+    assert with_roles.check(session, [invoke("shared")]) is None

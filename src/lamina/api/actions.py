@@ -101,6 +101,9 @@ def iam_access(op: str, params: Mapping[str, Any], account: str, caller: str) ->
     action = "iam:" + op
     # A call that names a role or user is authorized on it, even when it also names a policy
     # (Attach/DetachRolePolicy, ...UserPolicy: the policy is the iam:PolicyARN condition key).
+    if op in ("CreateRole", "CreateUser"):  # the new entity's ARN, path included
+        kind, name = ("role", params.get("RoleName")) if op == "CreateRole" else ("user", params.get("UserName"))
+        return [Access(action, f"{base}{kind}{params.get('Path') or '/'}{name}")]
     if isinstance(params.get("RoleName"), str):
         return [Access(action, f"{base}role/{params['RoleName']}")]
     if isinstance(params.get("UserName"), str):
@@ -116,6 +119,12 @@ def iam_access(op: str, params: Mapping[str, Any], account: str, caller: str) ->
     if "User" in op or "AccessKey" in op:  # no UserName: the caller's own user
         return [Access(action, caller)]
     return [Access(action, "*")]
+
+
+def sts_conditions(params: Mapping[str, Any]) -> dict[str, str]:
+    """The sts:* condition keys an AssumeRole request carries (trust policies test them)."""
+    keys = {"sts:ExternalId": params.get("ExternalId"), "sts:RoleSessionName": params.get("RoleSessionName")}
+    return {k: v for k, v in keys.items() if isinstance(v, str)}
 
 
 def sts_access(op: str, params: Mapping[str, Any]) -> list[Access]:

@@ -50,6 +50,7 @@ class Guard:
                 for a in actions.iam_access(operation, params, self.account, principal)
             ]
         elif service == "sts":
+            context = {**(context or {}), **actions.sts_conditions(params)}
             needed = actions.sts_access(operation, params)
         else:
             needed = [actions.Access(f"{service}:{operation}", "*")]

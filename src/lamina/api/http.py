@@ -9,7 +9,7 @@ response is written. It imports nothing else of :mod:`lamina.api`, so the protoc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.api import sigv4
@@ -26,6 +26,9 @@ class RequestContext:
     identity: sigv4.Identity
     endpoint: str  # scheme://host[:port] the client used, for URLs we hand back
     headers: Mapping[str, str]
+    # The request's global condition keys (aws:SourceIp, aws:SecureTransport), for handlers
+    # that evaluate a policy themselves (AssumeRole's trust policy).
+    conditions: Mapping[str, str] = field(default_factory=dict)
 
 
 Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any] | None]]

@@ -87,7 +87,10 @@ def key_out(key: AccessKey, user: str | None, *, secret: bool = False) -> dict[s
 
 
 def paginate(items: Sequence[T], name: Callable[[T], str], p: dict[str, Any]) -> tuple[list[T], str | None]:
-    """One page after ``Marker`` (the name of the page's first item), and the next marker."""
+    """One page after ``Marker`` (the name of the page's first item), and the next marker.
+    Items are paged in name order (case-insensitive), whatever order they come in, so a marker
+    always moves forward."""
+    items = sorted(items, key=lambda item: name(item).lower())
     limit = p.get("MaxItems") or DEFAULT_MAX_ITEMS
     marker = p.get("Marker")
     start = 0

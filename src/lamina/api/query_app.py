@@ -49,9 +49,10 @@ async def handle_query(
         if handler is None:
             raise IamError("InvalidAction", f"Lamina does not implement {name} yet.", 400)
         model.validate(name, params)
+        context = conditions(scope)
         if guard is not None:
-            guard.check(service_name, identity, name, params, conditions(scope))
-        ctx = RequestContext(request_id, identity, endpoint(scope, headers), headers)
+            guard.check(service_name, identity, name, params, context)
+        ctx = RequestContext(request_id, identity, endpoint(scope, headers), headers, context)
         result = await handler(ctx, params)
         await send_response(send, 200, model.serialize(name, result, request_id), "text/xml", request_id)
     except ApiError as exc:

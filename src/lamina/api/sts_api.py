@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
+from lamina.api.actions import sts_conditions
 from lamina.api.app import Handler, RequestContext
 from lamina.api.iam_api import when
 from lamina.errors import IamError
@@ -65,9 +67,13 @@ class StsHandlers:
         return access_key_id  # a platform key's principal has no IAM entity behind it
 
     async def assume_role(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(self._assume_role, ctx.identity.principal_arn, p)
+        context = {**ctx.conditions, **sts_conditions(p)}
+        return await asyncio.to_thread(self._assume_role, ctx.identity.principal_arn, p, context)
 
-    def _assume_role(self, caller: str, p: dict[str, Any]) -> dict[str, Any]:
+    def _assume_role(self, caller: str, p: dict[str, Any], context: Mapping[str, str]) -> dict[str, Any]:
+        if p.get("Policy") or p.get("PolicyArns"):
+            # Granting the role's full rights when the caller asked for less would be wrong.
+            raise IamError("ValidationError", "Session policies (Policy, PolicyArns) are not supported by Lamina.")
         role_arn: str = p["RoleArn"]
         session: str = p["RoleSessionName"]
         duration: int = p.get("DurationSeconds") or DEFAULT_DURATION
@@ -81,7 +87,8 @@ class StsHandlers:
             raise denied  # AWS does not tell callers whether a role exists
         trust = delegating(parse_trust_policy(role.assume_role_policy), self.directory.root_arn, caller)
         request = Request(
-            caller, self.directory.account, "sts:AssumeRole", role.arn, now=self.directory.clock()
+            caller, self.directory.account, "sts:AssumeRole", role.arn, context, self.directory.clock(),
+            role=self.directory.session_role_arn(caller),
         )
         if not evaluate(request, [], trust).allowed:
             raise denied

@@ -54,6 +54,7 @@ class Authorizer:
         function_policy: Callable[[FunctionRef], Policy | None] | None = None,
         trust_policy: Callable[[str], Policy | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        session_role: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
         self.account = account
@@ -62,6 +63,10 @@ class Authorizer:
         self._function_policy = function_policy
         self._trust_policy = trust_policy
         self._clock = clock
+        # The role (ARN with its path) behind an assumed-role session: resource and trust
+        # policies name roles by that ARN, the session ARN carries only the role's name.
+        self._session_role = session_role
+        self._roles: dict[str, str | None] = {}
         self._identity: dict[str, tuple[Policy, ...]] = {}
         # Accesses allowed by policies whose outcome cannot depend on the request's context (no
         # conditions, no variables): the same caller doing the same thing is not re-evaluated
@@ -88,7 +93,10 @@ class Authorizer:
                 resource_policy = self._function_policy(access.function)
             elif access.role is not None and self._trust_policy is not None:
                 resource_policy = self._trust_policy(access.role)
-            request = Request(principal, self.account, access.action, access.resource, context or {}, now)
+            request = Request(
+                principal, self.account, access.action, access.resource, context or {}, now,
+                role=self._role_behind(principal),
+            )
             decision = evaluate(request, identity, resource_policy)
             if not decision.allowed:
                 return Denial(request, decision)
@@ -98,9 +106,17 @@ class Authorizer:
                 self._allowed.add((principal, access))
         return None
 
+    def _role_behind(self, principal: str) -> str | None:
+        if self._session_role is None or ":assumed-role/" not in principal:
+            return None
+        if principal not in self._roles:  # cleared with the identity cache
+            self._roles[principal] = self._session_role(principal)
+        return self._roles[principal]
+
     def identity_policies(self, principal: str) -> tuple[Policy, ...]:
         if self._generation != self.store.generation:
             self._identity.clear()
+            self._roles.clear()
             self._allowed.clear()
             self._generation = self.store.generation
         policies = self._identity.get(principal)

@@ -49,6 +49,16 @@ class Directory(Roles, Users):
     """IAM operations on one account's roles and users, each in one store transaction, and
     what enforcement asks of them."""
 
+    def session_role_arn(self, principal: str) -> str | None:
+        """The ARN (path included) of the role behind an assumed-role session principal, or
+        None when ``principal`` is no session or its role is gone."""
+        role = role_arn_of(principal)
+        if role is None or ":assumed-role/" not in principal:
+            return None
+        with self.store.transaction() as tx:
+            found = tx.get_role(last_segment(role))
+        return found.arn if found is not None else None
+
     def entity_arn(self, arn: str) -> str:
         """``arn:aws:iam::ACCOUNT:role/NAME`` (or ``user/NAME``) as a request names it, made the
         entity's own ARN with its path; anything else, or an entity that does not exist, as is."""

@@ -210,6 +210,9 @@ class Request:
     resource: str
     context: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
     now: datetime | None = None
+    # The role behind an assumed-role session, by its own ARN (path included) when known; the
+    # session ARN alone names only ``role/NAME``.
+    role: str | None = None
 
     def identities(self) -> frozenset[str]:
         """The names a Principal element may use for this caller (role ARN for its sessions)."""
@@ -220,6 +223,8 @@ class Request:
         return frozenset(names)
 
     def _role_arn(self) -> str | None:
+        if self.role is not None:
+            return self.role
         parts = self.principal.split(":", 5)
         if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
             role = parts[5].split("/")[1]
