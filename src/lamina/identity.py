@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from lamina.api.actions import Access
 from lamina.api.guard import Guard
 from lamina.api.iam_api import IamHandlers
 from lamina.api.keys import AccessKeys
@@ -25,6 +24,7 @@ from lamina.control.functions import Functions
 from lamina.control.model import LATEST
 from lamina.control.permissions import Permissions
 from lamina.errors import InvalidParameterValue
+from lamina.iam.access import Access
 from lamina.iam.authorizer import Authorizer
 from lamina.iam.credentials import Credentials, session_arn
 from lamina.iam.directory import Directory, parse_trust_policy

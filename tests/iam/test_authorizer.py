@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from lamina.api.actions import Access
 from lamina.control.arns import FunctionRef
+from lamina.iam.access import Access
 from lamina.iam.authorizer import Authorizer
 from lamina.iam.policy import Policy, parse_policy
 

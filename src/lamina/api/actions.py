@@ -10,7 +10,6 @@ have raised.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from lamina.control.arns import (
@@ -19,6 +18,9 @@ from lamina.control.arns import (
     layer_arn,
 )
 from lamina.control.model import LATEST
+from lamina.iam.access import Access
+
+__all__ = ["Access", "iam_access", "lambda_access", "logs_access", "sts_access", "sts_conditions"]
 
 # Lambda operations whose IAM action is not "lambda:" + the operation's name.
 _LAMBDA_ACTIONS = {
@@ -30,20 +32,6 @@ _LAMBDA_ACTIONS = {
 _UNQUALIFIED = frozenset({"CreateAlias", "GetAlias", "UpdateAlias", "DeleteAlias", "ListAliases"})
 # Operations that need no permission at all.
 _FREE = frozenset({"GetCallerIdentity"})
-
-
-@dataclass(frozen=True)
-class Access:
-    """One permission a request needs: ``action`` on ``resource``.
-
-    ``function`` names the Lambda function (and qualifier) whose resource-based policy also
-    applies; ``role`` the IAM role whose trust policy does (sts:AssumeRole).
-    """
-
-    action: str
-    resource: str
-    function: FunctionRef | None = None
-    role: str | None = None
 
 
 def lambda_access(

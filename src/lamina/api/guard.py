@@ -15,6 +15,7 @@ from lamina.api import actions
 from lamina.api.sigv4 import Identity
 from lamina.control.arns import FunctionRef
 from lamina.errors import AccessDenied, IamError
+from lamina.iam.access import Access
 from lamina.iam.authorizer import Authorizer
 
 
@@ -53,7 +54,7 @@ class Guard:
             context = {**(context or {}), **actions.sts_conditions(params)}
             needed = actions.sts_access(operation, params)
         else:
-            needed = [actions.Access(f"{service}:{operation}", "*")]
+            needed = [Access(f"{service}:{operation}", "*")]
         denial = self.authorizer.check(principal, needed, context)
         if denial is None:
             return

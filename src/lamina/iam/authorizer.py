@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from lamina.api.actions import Access
 from lamina.control.arns import FunctionRef
+from lamina.iam.access import Access
 from lamina.iam.policy import (
     Decision,
     MalformedPolicy,
