@@ -9,6 +9,7 @@ cost is reported, never hidden.
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import contextlib
 import http.client
@@ -449,3 +450,28 @@ def forked_clients(count: int, child: ClientChild) -> Iterator[Callable[[], list
             for fd in fds:
                 os.close(fd)
             os.waitpid(pid, 0)
+
+
+def bench_cli(
+    name: str, doc: str | None, run: Callable[[bool, Path | None], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str], *, baselines_flag: bool = False,
+) -> dict[str, Any] | None:
+    """The command line every bench shares: --quick, --json (and --baselines), a root check,
+    the report and the wall time. Returns the figures, or None when it refused to run."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short run (< 60 s) for CI; figures are noisier")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure here as JSON")
+    if baselines_flag:
+        ap.add_argument("--baselines", type=Path, default=None, help="path of shared/tools/baselines.py")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print(f"{name}: Lamina's sandboxes need root; run as root", file=sys.stderr)
+        return None
+    started = time.monotonic()
+    res = run(args.quick, getattr(args, "baselines", None))
+    res["wall_s"] = time.monotonic() - started
+    print(report(res))
+    print(f"(wall {res['wall_s']:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+    return res

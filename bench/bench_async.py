@@ -17,7 +17,6 @@ See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from _common import (  # noqa: E402
     Server,
     Signed,
     _proc_tree,
+    bench_cli,
     forked_clients,
     load_baselines,
     loopback_rtt,
@@ -322,22 +322,9 @@ def report(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short run (< 60 s) for CI; figures are noisier")
-    ap.add_argument("--json", type=Path, default=None, help="write every figure here as JSON")
-    ap.add_argument("--baselines", type=Path, default=None, help="path of shared/tools/baselines.py")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_async: Lamina's sandboxes need root; run as root", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    res = run(QUICK if args.quick else FULL, args.baselines)
-    res["wall_s"] = time.monotonic() - started
-    print(report(res))
-    print(f"(wall {res['wall_s']:.1f} s)")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
-    return 0
+    res = bench_cli("bench_async", __doc__, lambda quick, base: run(QUICK if quick else FULL, base), report,
+                    baselines_flag=True)
+    return 2 if res is None else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the administrator. See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REGION,
     LeanClient,
+    bench_cli,
     load_baselines,
     loopback_rtt,
     start_server,
@@ -103,15 +103,8 @@ def report(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
-    parser.add_argument("--json", type=Path, help="also write the raw figures here")
-    args = parser.parse_args()
-    res = run(500 if args.quick else 3000)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    res = bench_cli("bench_iam", __doc__, lambda quick, _: run(500 if quick else 3000), report)
+    return 2 if res is None else 0
 
 
 if __name__ == "__main__":

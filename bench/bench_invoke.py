@@ -9,7 +9,6 @@ See bench/README.md for what each figure means.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -34,6 +33,7 @@ from _common import (  # noqa: E402
     ForkWatcher,
     LeanClient,
     Server,
+    bench_cli,
     bwrap_path,
     forked_clients,
     load_baselines,
@@ -334,21 +334,10 @@ def run(plan: Plan, baselines_path: Path | None) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short run (< 60 s) for CI; figures are noisier")
-    ap.add_argument("--json", type=Path, default=None, help="write every figure here as JSON")
-    ap.add_argument("--baselines", type=Path, default=None, help="path of shared/tools/baselines.py")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_invoke: Lamina's sandboxes need root; run as root", file=sys.stderr)
+    res = bench_cli("bench_invoke", __doc__, lambda quick, base: run(QUICK if quick else FULL, base), report,
+                    baselines_flag=True)
+    if res is None:
         return 2
-    started = time.monotonic()
-    res = run(QUICK if args.quick else FULL, args.baselines)
-    res["wall_s"] = time.monotonic() - started
-    print(report(res))
-    print(f"(wall {res['wall_s']:.1f} s)")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
     server_forks = [f["server_processes"] for phase, f in res["lamina"]["forks"].items() if "cold" not in phase]
     ok = all(r["ok"] for r in res["ratios"].values()) and all(f == 0 for f in server_forks)
     return 0 if ok else 1

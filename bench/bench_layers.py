@@ -12,9 +12,7 @@ See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import random
 import secrets
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import LeanClient, Server, start_server, stop_process, summary, wait_standby_full  # noqa: E402
+from _common import LeanClient, Server, bench_cli, start_server, stop_process, summary, wait_standby_full  # noqa: E402
 from bench_invoke import ROLE, boto_client, make_zip, timed_cold_invoke  # noqa: E402
 
 
@@ -178,21 +176,8 @@ def report(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short run (< 60 s) for CI; figures are noisier")
-    ap.add_argument("--json", type=Path, default=None, help="write every figure here as JSON")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_layers: Lamina's sandboxes need root; run as root", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    res = run(QUICK if args.quick else FULL)
-    res["wall_s"] = time.monotonic() - started
-    print(report(res))
-    print(f"(wall {res['wall_s']:.1f} s)")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
-    return 0
+    res = bench_cli("bench_layers", __doc__, lambda quick, _: run(QUICK if quick else FULL), report)
+    return 2 if res is None else 0
 
 
 if __name__ == "__main__":

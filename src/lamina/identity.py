@@ -94,8 +94,18 @@ def build_identity(
     directory.on_role_deleted.append(credentials.revoke_sessions)
     permissions = Permissions(functions)
 
+    trusted: dict[str, bool] = {}  # role ARN -> Lambda may assume it; valid for one generation
+    seen = [store.generation]
+
     def role_check(role_arn: str) -> None:
-        if not directory.role_trusts(role_arn, LAMBDA_SERVICE):
+        """Also runs on every cold start (LambdaRoleIssuer): answered from memory until the
+        metadata store changes, so a cold start reads no database for it."""
+        if seen[0] != store.generation:
+            trusted.clear()
+            seen[0] = store.generation
+        if role_arn not in trusted:
+            trusted[role_arn] = directory.role_trusts(role_arn, LAMBDA_SERVICE)
+        if not trusted[role_arn]:
             raise InvalidParameterValue(ROLE_NOT_ASSUMABLE)
 
     functions.role_check = role_check

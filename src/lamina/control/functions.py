@@ -388,16 +388,8 @@ class Functions:
         key, sha, size = await asyncio.to_thread(self._store_code, latest.arn, LATEST, code)
         with self.store.transaction() as tx:
             latest = self._latest_for_update(tx, ref.name, revision_id)
-            updated = latest.replace(
-                code_key=key,
-                code_sha256=sha,
-                code_size=size,
-                unzipped_size=summary.unzipped_bytes,
-                revision_id=self._revision(),
-                last_modified=self._now(),
-                last_update_status="InProgress",
-                last_update_status_reason="The function is being created.",
-                last_update_status_reason_code="Creating",
+            updated = self._updating(
+                latest, code_key=key, code_sha256=sha, code_size=size, unzipped_size=summary.unzipped_bytes
             )
             tx.put_version(updated)
         self.history.record("UpdateFunctionCode", ref.name, latest, updated)
@@ -426,20 +418,24 @@ class Functions:
             layer_fields = self._layer_fields(change.layers, current.unzipped_size)
         with self.store.transaction() as tx:
             latest = self._latest_for_update(tx, ref.name, revision_id)
-            updated = latest.replace(
-                **change.values(),
-                **layer_fields,
-                revision_id=self._revision(),
-                last_modified=self._now(),
-                last_update_status="InProgress",
-                last_update_status_reason="The function is being created.",
-                last_update_status_reason_code="Creating",
-            )
+            updated = self._updating(latest, **change.values(), **layer_fields)
             tx.put_version(updated)
         self.history.record("UpdateFunctionConfiguration", ref.name, latest, updated)
         self._changed(ref.name)
         self._activate_later(ref.name, LATEST)
         return updated
+
+    def _updating(self, latest: FunctionVersion, **changes: Any) -> FunctionVersion:
+        """$LATEST with ``changes`` applied, a new RevisionId and LastUpdateStatus InProgress
+        (what UpdateFunctionCode and UpdateFunctionConfiguration answer until it settles)."""
+        return latest.replace(
+            **changes,
+            revision_id=self._revision(),
+            last_modified=self._now(),
+            last_update_status="InProgress",
+            last_update_status_reason="The function is being created.",
+            last_update_status_reason_code="Creating",
+        )
 
     def _key_in_use(self, name: str, key: str) -> bool:
         with self.store.transaction() as tx:

@@ -42,10 +42,11 @@ class SqliteRows:
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
-    def _exec(self, sql: str, *args: Any) -> None:
+    def _exec(self, sql: str, *args: Any) -> int:
+        """Runs a write; how many rows it changed."""
         self.wrote = True
         try:
-            self._db.execute(sql, args)
+            return int(self._db.execute(sql, args).rowcount)
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
@@ -88,17 +89,11 @@ class SqliteIamTables(SqliteRows):
 
     def delete_keys_with_principal_prefix(self, prefix: str) -> int:
         where = "lower(substr(json_extract(doc, '$.principal_arn'), 1, ?)) = lower(?)"
-        count = self._one(f"SELECT count(*) FROM access_keys WHERE {where}", len(prefix), prefix)[0]
-        self._exec(f"DELETE FROM access_keys WHERE {where}", len(prefix), prefix)
-        return int(count)
+        return self._exec(f"DELETE FROM access_keys WHERE {where}", len(prefix), prefix)
 
     def delete_expired_keys(self, now: str) -> int:
         # Expiries are written as YYYY-MM-DDTHH:MM:SSZ, so text order is time order.
-        count = self._one(
-            "SELECT count(*) FROM access_keys WHERE json_extract(doc, '$.expires') < ?", now
-        )[0]
-        self._exec("DELETE FROM access_keys WHERE json_extract(doc, '$.expires') < ?", now)
-        return int(count)
+        return self._exec("DELETE FROM access_keys WHERE json_extract(doc, '$.expires') < ?", now)
 
     # IAM roles and users, with their inline policies (deleted with them)
 
